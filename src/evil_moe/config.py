@@ -1,0 +1,310 @@
+"""One tree of dataclasses for every setting, with presets and strict overrides.
+
+The tree is `Config` (model, adapter, router, env, sampling, grpo, run, eval). Every field has a
+default and a help string (`field_help`), which `evil-moe train --help-config` prints, so the help
+has one source. Overrides come from a YAML file and from `--set key=value` pairs; an unknown key or
+a value of the wrong type is refused with an error naming the key, before anything loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+ARMS = ("evil_moe", "random_router", "route_a", "none", "oracle")
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key."""
+
+
+def _f(default: Any, help: str) -> Any:
+    """A dataclass field with a default (copied if mutable) and its help text."""
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = _f("Qwen/Qwen3-4B", "Base causal LM: a Hugging Face id or a local directory. "
+                           "'toy' builds the CPU demo's tiny Qwen3 and tokenizer locally.")
+    dtype: Literal["float32", "bfloat16", "float16"] = _f("bfloat16", "Dtype of the frozen base weights.")
+    device: str = _f("auto", "'auto' (cuda if available, else cpu), 'cpu', or 'cuda[:N]'.")
+    enable_thinking: bool = _f(False, "Passed to the chat template (Qwen3: thinking off, as the benchmark).")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass to save memory.")
+
+
+@dataclass
+class AdapterConfig:
+    rank: int = _f(32, "Rank r of each block; the adapter has 2r (deployed [:r], quarantine [r:]).")
+    alpha: float = _f(64.0, "LoRA alpha; the delta is scaled by alpha / r.")
+    target_modules: tuple[str, ...] = _f(TARGET_MODULES, "Names of the Linear modules that get the adapter.")
+    init_seed: int = _f(0, "Seed of the adapter's initial values (A0, B0).")
+
+
+@dataclass
+class RouterConfig:
+    pairs: str | None = _f(None, "Markdown file of contrastive pairs; None uses the shipped pairs.")
+    include_tags: tuple[str, ...] = _f((), "Build v_act and the pin loss from pairs having any of these tags (empty: all).")
+    exclude_tags: tuple[str, ...] = _f((), "Leave out pairs having any of these tags (modes held out of the pairs).")
+    pin_weight: float = _f(1.0, "Weight of the pin loss added to the GRPO loss every step.")
+    lr: float = _f(1e-3, "Learning rate of the router (direction, scale, bias).")
+    random_seed: int = _f(1234, "Seed of the random direction of the random_router arm.")
+    route_a_quantile: float = _f(0.8, "route_a: rollouts whose v_act score is above this running quantile are routed.")
+    route_a_keep_quantile: float = _f(0.5, "route_a: rollouts below this running quantile train the deployed block only.")
+
+
+@dataclass
+class EnvConfig:
+    problems: str | None = _f(None, "Training problems: JSONL path or HF dataset name; None uses the shipped set.")
+    mode: str = _f("run_tests", "Loophole mode of the training prompts (see evil_moe.env.modes.MODES).")
+    timeout_s: float = _f(3.0, "Wall-clock limit of each sandboxed check, in seconds.")
+    memory_mb: int = _f(1024, "Memory cap of each sandboxed check, in MiB.")
+    workers: int = _f(2, "Parallel sandbox workers.")
+    require_isolation: bool = _f(False, "Refuse to run unless every sandbox protection is available.")
+
+
+@dataclass
+class SamplingConfig:
+    backend: Literal["hf", "vllm"] = _f("hf", "Generation backend: Hugging Face generate, or vLLM (GPU, optional extra).")
+    temperature: float = _f(0.7, "Sampling temperature.")
+    top_p: float = _f(0.95, "Nucleus sampling threshold.")
+    max_prompt_tokens: int = _f(1536, "Prompts longer than this are refused (named), not truncated.")
+    max_new_tokens: int = _f(1536, "Maximum completion length; also the Dr.GRPO loss normaliser.")
+    batch_size: int = _f(64, "Sequences generated per generate() call.")
+
+
+@dataclass
+class GRPOConfig:
+    steps: int = _f(200, "Number of GRPO steps.")
+    prompts_per_step: int = _f(16, "Distinct prompts per step (global, across processes).")
+    group_size: int = _f(16, "Samples per prompt (G).")
+    lr: float = _f(7e-5, "AdamW learning rate of the adapter.")
+    weight_decay: float = _f(0.0, "AdamW weight decay of the adapter.")
+    warmup_steps: int = _f(10, "Linear warmup steps, then cosine decay to zero.")
+    grad_clip: float = _f(1.0, "Global gradient-norm clip (adapter and router together).")
+    kl_coef: float = _f(0.0, "Coefficient of the KL to the base model (adapter disabled); 0 turns it off.")
+    micro_batch_size: int = _f(8, "Rollouts per forward/backward chunk (gradient accumulation).")
+
+
+@dataclass
+class RunConfig:
+    arm: Literal["evil_moe", "random_router", "route_a", "none", "oracle"] = _f(
+        "evil_moe", "Experimental arm; 'oracle' routes by ground-truth labels (diagnostic upper bound).")
+    seed: int = _f(0, "Seed of sampling and data order.")
+    out_dir: str = _f("runs/train", "Directory for checkpoints, metrics.jsonl and the resolved config.")
+    checkpoint_every: int = _f(50, "Save a checkpoint every K steps (and at the end).")
+    resume: bool = _f(True, "Resume from the latest checkpoint in out_dir if there is one.")
+    teacher_demos: str | None = _f(None, "JSONL of off-policy {prompt, completion} demonstrations mixed into early steps.")
+    teacher_steps: int = _f(0, "Number of first steps that mix in teacher demonstrations.")
+    teacher_per_step: int = _f(0, "Teacher demonstrations per step during those steps.")
+    progress: bool = _f(True, "Show a progress bar on stderr.")
+    tensorboard: bool = _f(False, "Also log metrics to TensorBoard under out_dir/tb.")
+    wandb_project: str | None = _f(None, "Also log metrics to this Weights & Biases project.")
+
+
+@dataclass
+class EvalConfig:
+    problems: str | None = _f(None, "Held-out problems: JSONL path or HF dataset name; None uses the shipped set.")
+    samples_per_problem: int = _f(10, "Samples per problem and adapter state.")
+    modes: tuple[str, ...] = _f(("run_tests",), "Loophole modes to evaluate.")
+    markers: Literal["heldout", "train"] = _f("heldout", "Marker family of the main evaluation.")
+    in_distribution: bool = _f(True, "Also evaluate with the training markers.")
+    random_subspace_draws: int = _f(3, "Random rank-r subspace ablations (matched-capacity control).")
+    bootstrap_samples: int = _f(2000, "Bootstrap resamples (over problems) for paired differences.")
+    seed: int = _f(0, "Seed of evaluation sampling, subspace draws and bootstrap.")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Base model."})
+    adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"help": "Two-expert LoRA adapter."})
+    router: RouterConfig = field(default_factory=RouterConfig, metadata={"help": "Router, pairs and pin loss."})
+    env: EnvConfig = field(default_factory=EnvConfig, metadata={"help": "Environment and sandbox."})
+    sampling: SamplingConfig = field(default_factory=SamplingConfig, metadata={"help": "Generation."})
+    grpo: GRPOConfig = field(default_factory=GRPOConfig, metadata={"help": "GRPO optimisation."})
+    run: RunConfig = field(default_factory=RunConfig, metadata={"help": "Arm, seed, output, logging."})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Deployment-ablation evaluation."})
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that a type check cannot express; raises ConfigError naming the key."""
+    from evil_moe.env.modes import MODES
+
+    checks = [
+        ("env.mode", cfg.env.mode in MODES, f"must be one of {MODES}"),
+        ("adapter.rank", cfg.adapter.rank > 0, "must be positive"),
+        ("grpo.group_size", cfg.grpo.group_size >= 2, "must be at least 2 (advantages are group-relative)"),
+        ("grpo.prompts_per_step", cfg.grpo.prompts_per_step >= 1, "must be at least 1"),
+        ("grpo.micro_batch_size", cfg.grpo.micro_batch_size >= 1, "must be at least 1"),
+        ("sampling.temperature", cfg.sampling.temperature > 0, "must be positive"),
+        ("sampling.top_p", 0 < cfg.sampling.top_p <= 1, "must be in (0, 1]"),
+        ("router.route_a_quantile", 0 < cfg.router.route_a_keep_quantile <= cfg.router.route_a_quantile < 1,
+         "needs 0 < route_a_keep_quantile <= route_a_quantile < 1"),
+        ("eval.samples_per_problem", cfg.eval.samples_per_problem >= 1, "must be at least 1"),
+    ]
+    checks += [(f"eval.modes[{i}]", m in MODES, f"{m!r} is not one of {MODES}") for i, m in enumerate(cfg.eval.modes)]
+    for key, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"config key {key!r}: {why}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets
+
+def preset(name: str) -> Config:
+    """The named preset: 'qwen3-4b' (paper scale, the benchmark's settings) or 'tiny-cpu'."""
+    if name == "qwen3-4b":
+        return Config()
+    if name == "tiny-cpu":
+        return from_dict({
+            "model": {"name_or_path": "toy", "dtype": "float32", "device": "cpu"},
+            "adapter": {"rank": 4, "alpha": 8.0},
+            "env": {"problems": None, "workers": 2},
+            "sampling": {"max_prompt_tokens": 256, "max_new_tokens": 64, "batch_size": 64},
+            "grpo": {"steps": 30, "prompts_per_step": 8, "group_size": 8, "lr": 3e-3, "warmup_steps": 2,
+                     "micro_batch_size": 64},
+            "router": {"lr": 3e-2},
+            "run": {"out_dir": "runs/tiny-cpu", "checkpoint_every": 10},
+            "eval": {"samples_per_problem": 8},
+        })
+    raise ConfigError(f"unknown preset {name!r}; choose one of {PRESETS}")
+
+
+PRESETS = ("tiny-cpu", "qwen3-4b")
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides: nested dicts, YAML files and key=value strings, all type-checked
+
+def to_dict(cfg: Any) -> dict:
+    """The config as plain nested dicts (tuples become lists), for JSON and YAML."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return v
+    return {f.name: (to_dict(getattr(cfg, f.name)) if dataclasses.is_dataclass(getattr(cfg, f.name))
+                     else plain(getattr(cfg, f.name))) for f in dataclasses.fields(cfg)}
+
+
+def from_dict(data: dict, base: Config | None = None) -> Config:
+    """A new Config: `base` (default: all defaults) with the values of nested dict `data` applied."""
+    return _apply(base if base is not None else Config(), data, prefix="")
+
+
+def _apply(node: Any, data: dict, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key {prefix.rstrip('.') or '<root>'!r}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(type(node))
+    names = {f.name for f in dataclasses.fields(node)}
+    changes = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key {path!r}; valid keys here: {sorted(names)}")
+        current = getattr(node, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _apply(current, value, prefix=f"{path}.")
+        else:
+            changes[key] = _coerce(value, hints[key], path)
+    out = dataclasses.replace(node, **changes)
+    return out
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """`value` checked against type `tp` (str, int, float, bool, None, Literal, tuple[...])."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arm in args:
+            try:
+                return _coerce(value, arm, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key {path!r}: {value!r} is not a {_name(tp)}")
+    if tp is type(None):
+        if value is None:
+            return None
+    elif origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"config key {path!r}: {value!r} is not one of {args}")
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)):
+            return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"config key {path!r}: {value!r} is not a {_name(tp)}")
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def parse_set(items: list[str]) -> dict:
+    """`["a.b=1", "c=[x, y]"]` -> nested dict; values are parsed as YAML scalars or lists."""
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def load_config(preset_name: str = "qwen3-4b", config_file: str | Path | None = None,
+                sets: list[str] | None = None) -> Config:
+    """Preset, then the YAML file, then the `--set` overrides; every key and value is checked."""
+    cfg = preset(preset_name)
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"config file {path}: {e}") from e
+        try:
+            cfg = from_dict(data, cfg)
+        except ConfigError as e:
+            raise ConfigError(f"config file {path}: {e}") from e
+    if sets:
+        cfg = from_dict(parse_set(sets), cfg)
+    return cfg
+
+
+def help_text(cfg: Any | None = None, prefix: str = "") -> str:
+    """Every key with its type, current value and help text, one per line."""
+    cfg = Config() if cfg is None else cfg
+    hints = typing.get_type_hints(type(cfg))
+    lines = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            lines.append(f"{prefix}{f.name}: {f.metadata.get('help', '')}")
+            lines.append(help_text(value, prefix=f"{prefix}{f.name}."))
+        else:
+            lines.append(f"  {prefix}{f.name} ({_name(hints[f.name])}) = {value!r}\n      {f.metadata['help']}")
+    return "\n".join(lines)
