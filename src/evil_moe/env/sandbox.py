@@ -1,0 +1,250 @@
+"""Run untrusted Python programs isolated, fast, in parallel.
+
+`Sandbox` keeps `workers` long-lived worker processes (see `sandbox_worker.py`). Each one
+isolates itself with Linux namespaces, pre-imports the common modules once, and forks one
+fresh child per program, so a program pays a fork instead of an interpreter start-up and never
+sees what an earlier program did. What is active on this host is in `Sandbox.isolation`;
+`docs/sandbox.md` lists the guarantees and what each needs from the host.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import queue
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+WORKER_SCRIPT = Path(__file__).with_name("sandbox_worker.py")
+WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+ISOLATION_KEYS = ("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
+                  "readonly_root", "private_tmp", "uid_drop", "process_limit")
+# What full isolation means: everything above except the user namespace, which only a
+# non-root user needs (root gets the same from the other namespaces plus the uid drop).
+REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "readonly_root", "private_tmp",
+            "process_limit")
+ERRORS = (None, "timeout", "memory", "output_limit", "crash", "worker_died")
+START_TIMEOUT_S = 60.0
+GRACE_S = 10.0  # extra time the worker gets beyond a program's limit before it counts as dead
+_warned = False
+_warn_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    timeout_s: float = 3.0  # wall-clock limit per program; the CPU limit is this rounded up
+    memory_mb: int = 1024  # address-space limit (RLIMIT_AS) per process
+    file_size_mb: int = 16  # largest file a program may write (RLIMIT_FSIZE)
+    max_processes: int = 32  # processes a program may have at once (RLIMIT_NPROC, own uid)
+    output_bytes: int = 65536  # stdout and stderr are each kept up to this; beyond: output_limit
+    workers: int = 2  # parallel worker processes
+    require_isolation: bool = False  # refuse to start unless every protection is active
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "memory_mb", "file_size_mb", "max_processes", "output_bytes",
+                     "workers"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SandboxConfig.{name} must be positive, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class Program:
+    source: str
+    read_files: tuple[str, ...] = ()  # relative paths read back from its dir after it ends
+    timeout_s: float | None = None  # None -> SandboxConfig.timeout_s
+
+    def __post_init__(self) -> None:
+        for name in self.read_files:
+            if name.startswith("/") or ".." in name.split("/") or not name.strip("/."):
+                raise ValueError(f"Program.read_files: {name!r} must be a relative path inside "
+                                 "the program's directory")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    returncode: int | None  # exit status; -N when killed by signal N; None on timeout/output_limit
+    stdout: str
+    stderr: str
+    files: dict[str, bytes | None]  # read_files -> content, None if absent or not a regular file
+    error: str | None  # None | "timeout" | "memory" | "output_limit" | "crash" | "worker_died"
+    wall_s: float
+
+
+class SandboxIsolationError(RuntimeError):
+    """require_isolation=True and this host does not give every protection."""
+
+
+class _Worker:
+    """One worker process and its two pipes; used by one thread at a time."""
+
+    def __init__(self, settings: dict):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", str(WORKER_SCRIPT), json.dumps(settings)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=WORKER_ENV, close_fds=True,
+            start_new_session=True, cwd="/")
+        self.hello: dict | None = None
+
+    def wait_ready(self) -> dict:
+        hello = self._recv(time.monotonic() + START_TIMEOUT_S)
+        if hello is None or not hello.get("ready"):
+            self.kill()
+            raise RuntimeError(f"sandbox worker failed to start (exit status {self.proc.poll()})")
+        self.hello = hello
+        return hello
+
+    def request(self, msg: dict, timeout_s: float) -> dict | None:
+        """Send one program; its result, or None if the worker died or hung."""
+        data = json.dumps(msg).encode()
+        try:
+            self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return None
+        return self._recv(time.monotonic() + timeout_s + GRACE_S)
+
+    def _recv(self, deadline: float) -> dict | None:
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        need = 4
+        while len(buf) < need:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, need - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+            if need == 4 and len(buf) == 4:
+                need = 4 + struct.unpack(">I", buf)[0]
+        return json.loads(buf[4:])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # its template dies with it (PDEATHSIG), and with that its namespace
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()  # EOF: the template leaves its loop and the namespace ends
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+class Sandbox:
+    """Isolated parallel runner of `Program`s. A context manager; `run` is thread-safe."""
+
+    def __init__(self, config: SandboxConfig = SandboxConfig(), *, _disable: Sequence[str] = ()):
+        # `_disable` turns protections off on purpose; only the tests of the fallback use it.
+        self.config = config
+        self._closed = False
+        self._host_dir = tempfile.mkdtemp(prefix="evil_moe_sandbox_")
+        os.chmod(self._host_dir, 0o711)  # the dropped uid must reach its own dir when no private /tmp
+        self._settings = {**asdict(config), "host_dir": self._host_dir, "disable": list(_disable)}
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self.isolation: dict[str, bool] = {}
+        started = [_Worker(self._settings) for _ in range(config.workers)]
+        try:
+            for w in started:
+                iso = w.wait_ready()["isolation"]
+                iso["process_limit"] = iso["uid_drop"] or os.geteuid() != 0
+                self.isolation = {k: bool(iso.get(k, False)) for k in ISOLATION_KEYS}
+            notes = started[0].hello.get("notes", [])
+            missing = [k for k in REQUIRED if not self.isolation[k]]
+            if missing and config.require_isolation:
+                raise SandboxIsolationError(
+                    "sandbox: require_isolation=True but this host lacks: " + ", ".join(missing)
+                    + (f" ({'; '.join(notes)})" if notes else ""))
+        except BaseException:
+            for w in started:
+                w.kill()
+            shutil.rmtree(self._host_dir, ignore_errors=True)
+            raise
+        if missing:
+            _warn_once(missing, notes)
+        for w in started:
+            self._idle.put(w)
+
+    def run(self, p: Program) -> RunResult:
+        if self._closed:
+            raise RuntimeError("Sandbox.run after close()")
+        timeout = self.config.timeout_s if p.timeout_s is None else float(p.timeout_s)
+        msg = {"source": p.source, "read_files": list(p.read_files), "timeout_s": timeout}
+        worker = self._idle.get()
+        try:
+            t0 = time.monotonic()
+            reply = worker.request(msg, timeout)
+            if reply is None:
+                worker.kill()
+                worker = self._restart()
+                return RunResult(None, "", "", dict.fromkeys(p.read_files), "worker_died",
+                                 time.monotonic() - t0)
+        finally:
+            self._idle.put(worker)
+        files = {k: None if v is None else base64.b64decode(v) for k, v in reply["files"].items()}
+        return RunResult(reply["returncode"], reply["stdout"], reply["stderr"], files,
+                         reply["error"], reply["wall_s"])
+
+    def _restart(self) -> _Worker:
+        w = _Worker(self._settings)
+        w.wait_ready()
+        return w
+
+    def run_many(self, ps: Sequence[Program], progress: bool = False) -> list[RunResult]:
+        """Run every program on the worker pool; results in the order of `ps`."""
+        with ThreadPoolExecutor(max_workers=self.config.workers) as pool:
+            results = pool.map(self.run, ps)
+            if progress:
+                from tqdm import tqdm
+
+                results = tqdm(results, total=len(ps), desc="sandbox", file=sys.stderr)
+            return list(results)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                break
+        shutil.rmtree(self._host_dir, ignore_errors=True)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _warn_once(missing: list[str], notes: list[str]) -> None:
+    global _warned
+    with _warn_lock:
+        if _warned:
+            return
+        _warned = True
+    log.warning("SANDBOX RUNS WITHOUT FULL ISOLATION: missing %s%s. Untrusted programs may "
+                "reach the host through what is missing; SandboxConfig(require_isolation=True) "
+                "refuses to run instead.", ", ".join(missing),
+                f" ({'; '.join(notes)})" if notes else "")

@@ -1,0 +1,477 @@
+"""One sandbox worker: isolates itself, keeps a pre-imported template, forks one child per program.
+
+Started by `evil_moe.env.sandbox.Sandbox` as ``python -I sandbox_worker.py '<json settings>'``
+with a fixed minimal environment, so it never holds the grader's memory or variables. It uses
+the standard library only and never imports `evil_moe`.
+
+Layout (when the host allows namespaces):
+
+    grader --pipes-- worker (unshares mount, pid, net [+ user]) --fork--> template = pid 1
+                                                                            |-- fork --> program
+
+The template is init of a fresh pid namespace: programs cannot see or signal host processes,
+signals they send to it are dropped by the kernel, and after every program it SIGKILLs every
+other process in the namespace (setsid'd and daemonised ones included, as orphans reparent
+to it). Messages are 4-byte big-endian lengths followed by JSON; the template never unpickles.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import errno
+import gc
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import stat
+import struct
+import sys
+import time
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+SYS_MOUNT_SETATTR = 442  # same number on every architecture (generic syscall table, Linux >= 5.12)
+AT_FDCWD, AT_RECURSIVE = -100, 0x8000
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
+UID_BASE = 1_900_000_000  # program uid = UID_BASE + the worker's host pid: unique among live workers
+PRELOAD = ("typing", "collections", "itertools", "heapq", "bisect", "math", "functools", "string",
+           "operator", "random", "datetime", "re", "copy", "types", "traceback", "threading", "atexit")
+PROGRAM_PATH = "/usr/local/bin:/usr/bin:/bin"
+SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+MEMORY_TAG = b"M"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def _prctl(option: int, arg: int) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option})")
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    def enc(s: str | None) -> bytes | None:
+        return None if s is None else s.encode()
+
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+           f"mount {target}")
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _readonly_tree(path: str) -> None:
+    attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
+    _check(_libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), path.encode(),
+                         ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr),
+                         ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr")
+
+
+# ----------------------------------------------------------------------------- messages
+def send(fd: int, obj: dict) -> None:
+    data = json.dumps(obj).encode()
+    view = memoryview(struct.pack(">I", len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def recv(fd: int) -> dict | None:
+    def exact(n: int) -> bytes | None:
+        buf = b""
+        while len(buf) < n:
+            chunk = os.read(fd, n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    head = exact(4)
+    if head is None:
+        return None
+    body = exact(struct.unpack(">I", head)[0])
+    return None if body is None else json.loads(body)
+
+
+# ----------------------------------------------------------------------------- isolation
+def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
+    """Unshare namespaces; in a new pid namespace fork and return only in the template (pid 1)."""
+    disabled = set(settings.get("disable", ()))
+    root = os.geteuid() == 0
+    iso = dict.fromkeys(("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
+                         "readonly_root", "private_tmp", "uid_drop"), False)
+    wanted = [(CLONE_NEWNS, "mount_namespace"), (CLONE_NEWPID, "pid_namespace"),
+              (CLONE_NEWNET, "net_namespace")]
+    wanted = [(f, k) for f, k in wanted if k not in disabled]
+    uid, gid = os.geteuid(), os.getegid()
+    if not root and wanted and "user_namespace" not in disabled:
+        try:
+            _unshare(CLONE_NEWUSER)
+            with open("/proc/self/setgroups", "w") as f:
+                f.write("deny")
+            with open("/proc/self/uid_map", "w") as f:
+                f.write(f"0 {uid} 1")
+            with open("/proc/self/gid_map", "w") as f:
+                f.write(f"0 {gid} 1")
+            iso["user_namespace"] = True
+        except OSError as e:
+            notes.append(f"user namespace unavailable ({e})")
+    if root or iso["user_namespace"]:
+        for flag, key in wanted:
+            try:
+                _unshare(flag)
+                iso[key] = True
+            except OSError as e:
+                notes.append(f"{key} unavailable ({e})")
+    if iso["pid_namespace"]:
+        host_pid = os.getpid()
+        child = os.fork()
+        if child:  # the worker process: stays outside, waits for its template, mirrors its exit
+            _, status = os.waitpid(child, 0)
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != host_pid and os.getppid() != 0:
+            os._exit(1)
+    if iso["mount_namespace"]:
+        try:
+            _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
+        except OSError as e:
+            notes.append(f"private mounts unavailable ({e})")
+            iso["mount_namespace"] = False
+    if iso["mount_namespace"]:
+        try:  # every host mount read-only and nosuid; the mounts added below stay writable
+            _readonly_tree("/")
+            iso["readonly_root"] = True
+        except OSError as e:
+            notes.append(f"read-only root unavailable ({e})")
+        try:
+            if iso["pid_namespace"]:
+                _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+            size = max(4 * settings["file_size_mb"], 64)
+            for path in SCRATCH:
+                if os.path.isdir(path):
+                    _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV,
+                           f"size={size}m,nr_inodes=4096,mode=1777")
+            iso["private_tmp"] = True
+        except OSError as e:
+            notes.append(f"private /proc or /tmp unavailable ({e})")
+    if root and "uid_drop" not in disabled:
+        iso["uid_drop"] = True
+    return iso
+
+
+# ----------------------------------------------------------------------------- the template
+def _exit_code(code: object) -> int:
+    """`sys.exit(code)` as CPython maps it to an exit status."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    try:
+        sys.stderr.write(f"{code}\n")
+    except Exception:
+        pass
+    return 1
+
+
+def _run_source(source: str) -> None:
+    """Run `source` as __main__ in this (forked) process and exit like the interpreter would."""
+    import atexit
+    import builtins
+    import threading
+    import traceback
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main
+    sys.argv = [""]
+    rc = 0
+    try:
+        exec(compile(source, "<program>", "exec"), main.__dict__)
+    except SystemExit as e:
+        rc = _exit_code(e.code)
+    except BaseException as e:  # noqa: BLE001 - uncaught program exception: report like python
+        if isinstance(e, MemoryError):
+            os.write(3, MEMORY_TAG)
+        try:
+            traceback.print_exception(type(e), e, e.__traceback__.tb_next)
+        except BaseException:  # noqa: BLE001
+            pass
+        rc = 1
+    try:
+        for t in threading.enumerate():
+            if t is not threading.main_thread() and not t.daemon:
+                t.join()
+        atexit._run_exitfuncs()
+    except SystemExit as e:
+        rc = _exit_code(e.code)
+    except BaseException:  # noqa: BLE001
+        rc = rc or 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+    os._exit(rc & 0xFF)
+
+
+def _safe_read(root: str, name: str, limit: int) -> bytes | None:
+    """Read `root/name` without following symlinks at any level; None unless a regular file."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or name.startswith("/"):
+        return None
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        for part in parts[:-1]:
+            fds.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1])
+        fds.append(fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, size = [], 0
+        while size < limit and (chunk := os.read(fd, min(1 << 20, limit - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+class Template:
+    def __init__(self, settings: dict, iso: dict[str, bool], host_pid: int):
+        self.s = settings
+        self.iso = iso
+        self.uid = UID_BASE + host_pid if iso["uid_drop"] else None
+        if iso["private_tmp"]:
+            self.base = "/tmp"
+        else:
+            self.base = os.path.join(settings["host_dir"], f"w{host_pid}")
+            os.makedirs(self.base, mode=0o711, exist_ok=True)
+        self.count = 0
+
+    # -- one program
+    def run(self, req: dict) -> dict:
+        self.count += 1
+        wdir = os.path.join(self.base, f"run{self.count}")
+        os.mkdir(wdir, 0o700)
+        if self.uid is not None:
+            os.chown(wdir, self.uid, self.uid)
+        timeout = float(req["timeout_s"])
+        cap = int(self.s["output_bytes"])
+        pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, status
+        t0 = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            self._child(req["source"], wdir, timeout, [w for _, w in pipes])
+        for _, w in pipes:
+            os.close(w)
+        reads = [r for r, _ in pipes]
+        bufs = {r: bytearray() for r in reads}
+        error, exited = None, False
+        pidfd = os.pidfd_open(pid)
+        poller = select.poll()
+        for fd in [*reads, pidfd]:
+            poller.register(fd, select.POLLIN)
+        deadline = t0 + timeout
+        while not exited:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                error = "timeout"
+                break
+            for fd, _ in poller.poll(left * 1000):
+                if fd == pidfd:
+                    exited = True
+                elif not self._pump(fd, bufs[fd]):
+                    poller.unregister(fd)
+            if any(len(bufs[r]) > cap for r in reads[:2]):
+                error = "output_limit"
+                break
+        if not exited:
+            os.kill(pid, signal.SIGKILL)
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.monotonic() - t0
+        os.close(pidfd)
+        self._kill_all(pid)
+        for r in reads:
+            os.set_blocking(r, False)
+            while self._pump(r, bufs[r], drain=len(bufs[r]) <= cap):
+                pass
+            os.close(r)
+        returncode = os.waitstatus_to_exitcode(status)
+        if error is None:
+            if os.WIFSIGNALED(status):
+                sig = os.WTERMSIG(status)
+                cpu = usage.ru_utime + usage.ru_stime
+                if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= self._cpu_limit(timeout)):
+                    error = "timeout"
+                else:
+                    error = "crash"
+            elif MEMORY_TAG in bufs[reads[2]]:
+                error = "memory"
+        if error in ("timeout", "output_limit"):
+            returncode = None
+        files = {}
+        for name in req.get("read_files", ()):
+            data = _safe_read(wdir, name, self.s["file_size_mb"] << 20)
+            files[name] = None if data is None else base64.b64encode(data).decode()
+        self._wipe(wdir)
+        return {"returncode": returncode, "error": error, "wall_s": wall, "files": files,
+                "stdout": bytes(bufs[reads[0]][:cap]).decode("utf-8", "replace"),
+                "stderr": bytes(bufs[reads[1]][:cap]).decode("utf-8", "replace")}
+
+    @staticmethod
+    def _pump(fd: int, buf: bytearray, drain: bool = True) -> bool:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return False
+        if chunk and drain:
+            buf += chunk
+        return bool(chunk)
+
+    @staticmethod
+    def _cpu_limit(timeout: float) -> int:
+        return max(1, int(timeout + 0.999))
+
+    def _child(self, source: str, wdir: str, timeout: float, writers: list[int]) -> None:
+        try:
+            os.setsid()
+            out_w, err_w, status_w = writers
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            os.dup2(status_w, 3)
+            os.closerange(4, 1 << 20)
+            os.chdir(wdir)
+            cpu = self._cpu_limit(timeout)
+            limits = [(resource.RLIMIT_CPU, cpu, cpu + 1),
+                      (resource.RLIMIT_FSIZE, self.s["file_size_mb"] << 20, self.s["file_size_mb"] << 20),
+                      (resource.RLIMIT_NPROC, self.s["max_processes"], self.s["max_processes"]),
+                      (resource.RLIMIT_CORE, 0, 0), (resource.RLIMIT_NOFILE, 256, 256),
+                      (resource.RLIMIT_AS, self.s["memory_mb"] << 20, self.s["memory_mb"] << 20)]
+            for which, soft, hard in limits:
+                resource.setrlimit(which, (soft, hard))
+            if self.uid is not None:
+                os.setgroups([])
+                os.setgid(self.uid)
+                os.setuid(self.uid)
+            _prctl(PR_SET_NO_NEW_PRIVS, 1)
+            _prctl(PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable to it
+            os.environ.clear()
+            os.environ.update(PATH=PROGRAM_PATH, HOME=wdir, TMPDIR=wdir, LANG="C.UTF-8",
+                              LC_ALL="C.UTF-8")
+        except BaseException as e:  # noqa: BLE001
+            os.write(2, f"sandbox: program setup failed: {e!r}\n".encode())
+            os._exit(127)
+        _run_source(source)
+
+    # -- cleanup
+    def _kill_all(self, main_pid: int) -> None:
+        """SIGKILL and reap every process the program left, however detached."""
+        while True:
+            if self.iso["pid_namespace"]:
+                _kill(-1)  # as namespace init: every other process of the namespace
+            else:
+                _kill(-main_pid)  # its session/process group (it called setsid)
+                for pid in _children_of(os.getpid()):  # orphans reparent to us (subreaper)
+                    _kill(pid)
+                if self.uid is not None:
+                    self._kill_uid()
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+
+    def _kill_uid(self) -> None:
+        """Without a pid namespace: kill(-1) as the program uid reaches exactly its processes."""
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setgid(self.uid)
+                os.setuid(self.uid)
+                _kill(-1)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+
+    def _wipe(self, wdir: str) -> None:
+        shutil.rmtree(wdir, ignore_errors=True)
+        if not self.iso["private_tmp"]:
+            return
+        for scratch in SCRATCH:  # our own tmpfs mounts: anything a program left is removed
+            if not os.path.ismount(scratch):
+                continue
+            for entry in os.scandir(scratch):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError as e:
+        if e.errno not in (errno.ESRCH, errno.EPERM):
+            raise
+
+
+def _children_of(parent: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                found.append(int(name))
+    return found
+
+
+def main() -> None:
+    settings = json.loads(sys.argv[1])
+    req_fd, resp_fd = os.dup(0), os.dup(1)  # the pipes move off 0/1: programs never inherit them
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    host_pid = os.getpid()
+    notes: list[str] = []
+    iso = isolate(settings, notes)
+    _prctl(PR_SET_DUMPABLE, 0)  # programs running as our uid cannot ptrace or read our memory
+    if not iso["pid_namespace"]:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    for module in PRELOAD:
+        __import__(module)
+    template = Template(settings, iso, host_pid)
+    gc.collect()
+    gc.freeze()
+    send(resp_fd, {"ready": True, "isolation": iso, "notes": notes})
+    while (req := recv(req_fd)) is not None:
+        send(resp_fd, template.run(req))
+
+
+if __name__ == "__main__":
+    main()
