@@ -1,0 +1,69 @@
+"""Dr.GRPO as three small pure functions: group advantages, token log-probabilities, the loss.
+
+Dr.GRPO (Liu et al., 2025) drops GRPO's two biased normalisers: the advantage is the reward
+minus its group's mean (no division by the group's standard deviation), and the token-sum loss
+is divided by a constant, batch size times the maximum completion length, rather than by each
+completion's own length. Because the constant uses the *global* batch size, the losses of
+data-parallel shards add up exactly to the loss of the whole batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def group_advantages(rewards: Tensor, group_size: int) -> Tensor:
+    """Each reward minus the mean reward of its group; groups are consecutive runs of `group_size`."""
+    if rewards.dim() != 1 or rewards.numel() % group_size != 0:
+        raise ValueError(f"rewards must be 1-D with a length divisible by group_size={group_size}, "
+                         f"got shape {tuple(rewards.shape)}")
+    grouped = rewards.reshape(-1, group_size)  # (P, G)
+    return (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)  # (N,)
+
+
+def token_logprobs(model: torch.nn.Module, batch, temperature: float = 1.0) -> Tensor:
+    """Log-probability of every token of `batch.input_ids` given the tokens before it.
+
+    Returns (N, T), aligned with `input_ids`: entry [i, t] is log p(x_t | x_<t) under the model's
+    logits divided by `temperature` (the distribution that was sampled from, before top-p);
+    column 0 has no context and is 0. Gradients flow to the model's trainable parameters.
+    """
+    input_ids, attention_mask = batch.input_ids, batch.attention_mask  # (N, T), (N, T)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]  # (N, T-1, V)
+    targets = input_ids[:, 1:]  # (N, T-1)
+    rows = []
+    for i in range(logits.shape[0]):  # one row at a time keeps the float32 copy of the logits small
+        row = logits[i].float() / temperature  # (T-1, V)
+        picked = row.gather(-1, targets[i].unsqueeze(-1)).squeeze(-1)  # (T-1,)
+        rows.append(picked - torch.logsumexp(row, dim=-1))  # (T-1,)
+    logp = torch.stack(rows)  # (N, T-1)
+    return torch.nn.functional.pad(logp, (1, 0))  # (N, T)
+
+
+def grpo_loss(logp: Tensor, advantages: Tensor, completion_mask: Tensor, max_new_tokens: int,
+              batch_size: int, ref_logp: Tensor | None = None, kl_coef: float = 0.0,
+              ) -> tuple[Tensor, dict[str, float]]:
+    """On-policy Dr.GRPO loss of (a slice of) a batch, with an optional k3 KL to a reference.
+
+    loss = sum_{i,t} mask_it * (-A_i * r_it + kl_coef * k3_it) / (batch_size * max_new_tokens),
+    with r_it = exp(logp_it - stop_grad(logp_it)) (value 1, gradient that of logp: one update per
+    batch) and k3_it = exp(ref_it - logp_it) - (ref_it - logp_it) - 1 >= 0. `batch_size` is the
+    number of rollouts of the whole (global) batch, so slices of it sum to the whole loss.
+
+    Returns the loss and float stats: `pg_loss` and `kl_loss` (the two parts of the loss, same
+    normaliser), `kl_sum` (sum of k3 over completion tokens) and `tokens` (completion tokens).
+    """
+    mask = completion_mask.to(logp.dtype)  # (N, T)
+    norm = float(batch_size * max_new_tokens)
+    ratio = torch.exp(logp - logp.detach())  # (N, T), == 1
+    pg = -(advantages.to(logp.dtype).unsqueeze(1) * ratio * mask).sum() / norm
+    stats = {"pg_loss": pg.item(), "kl_loss": 0.0, "kl_sum": 0.0, "tokens": float(mask.sum().item())}
+    if ref_logp is None or kl_coef == 0.0:
+        return pg, stats
+    diff = ref_logp.detach() - logp  # (N, T)
+    k3 = (torch.exp(diff) - diff - 1.0) * mask  # (N, T)
+    kl = kl_coef * k3.sum() / norm
+    stats["kl_loss"] = kl.item()
+    stats["kl_sum"] = k3.sum().item()
+    return pg + kl, stats
