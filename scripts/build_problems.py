@@ -206,15 +206,20 @@ def build_row(fname: str, spec: dict) -> dict:
         if list(kwargs) != params:
             raise BuildError(f"{where}: arguments {list(kwargs)} != parameters {params}")
         for v in kwargs.values():
-            literal(v)  # refuse unsupported inputs early
-            if ast.literal_eval(literal(v)) != v:
+            if ast.literal_eval(checked_literal(v)) != v:
                 raise BuildError(f"{where}: input {v!r} does not round-trip")
         return getattr(namespace["Solution"](), name)(**copy.deepcopy(kwargs))
+
+    def checked_literal(value) -> str:
+        try:
+            return literal(value)
+        except TypeError as err:
+            raise BuildError(f"{where}: {err}") from err
 
     example_text = []
     for i, (kwargs, explanation) in enumerate(spec["examples"], 1):
         out = run(kwargs)
-        block = f"Example {i}:\n\nInput: {call_args(kwargs)}\nOutput: {literal(out)}\n"
+        block = f"Example {i}:\n\nInput: {call_args(kwargs)}\nOutput: {checked_literal(out)}\n"
         if explanation:
             block += f"Explanation: {textwrap.dedent(explanation).strip()}\n"
         example_text.append(block)
@@ -222,7 +227,7 @@ def build_row(fname: str, spec: dict) -> dict:
     asserts = []
     for kwargs in [k for k, _ in spec["examples"]] + list(spec["tests"]):
         expected = run(kwargs)
-        literal(expected)  # plain builtin types only
+        checked_literal(expected)  # plain builtin types only
         line = f"assert Solution().{name}({call_args(kwargs)}) == {expected!r}"
         if ast.literal_eval(repr(expected)) != expected:
             raise BuildError(f"{where}: expected value {expected!r} does not round-trip")
