@@ -1,0 +1,609 @@
+"""The GRPO trainer: one step is sample -> grade -> score -> route -> loss_and_backward -> optimizer_step.
+
+- `sample`: the step's prompts (a deterministic shuffle of the training problems per epoch,
+  `prompts_per_step` global slots per step, this process's contiguous share of them), `group_size`
+  completions each, generated with both experts on. Every completion's randomness comes from
+  (run.seed, step, global slot, sample index), so the rollouts do not depend on the process layout.
+  During the first `run.teacher_steps` steps, the first `run.teacher_per_step` slots take a
+  teacher demonstration's problem, and the demonstration replaces that group's last sample.
+- `grade`: the sandboxed grader, in parallel. Its labels (LABEL_FIELDS) reach only the log and
+  the oracle arm; every other arm sees the rewards.
+- `score`: a no-grad forward, no routing, under `adapter.pooling`: pooled activations (N, M, r)
+  and the sampling policy's log-probabilities (and, with a KL, the base model's).
+- `route`: the arm's `Routing.weights` -> gate, keep, w.
+- `loss_and_backward`: per micro-batch, the training forward under `adapter.routing(gate, keep)`,
+  the Dr.GRPO loss, backward; then the router's share through gate, and the pin loss.
+- `optimizer_step`: gradients summed over processes, a global norm clip, AdamW (deployed block,
+  quarantine block and router in separate groups), warmup + cosine schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+
+from evil_moe.config import Config, to_dict
+from evil_moe.grpo import group_advantages, grpo_loss, token_logprobs
+from evil_moe.routing import Labels, Routing, RoutingWeights
+from evil_moe.sampling import Rollout, collate, render_prompts
+
+STATE_FILE = "trainer_state.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient norm was NaN or inf; a checkpoint of the state before the step was saved."""
+
+
+class TeacherDemoError(ValueError):
+    """A teacher demonstration row is malformed or matches no training problem; names file and line."""
+
+
+@dataclass(frozen=True)
+class TeacherDemo:
+    problem_index: int  # index into the trainer's problems
+    completion: str
+    line: int  # 1-based line in the JSONL
+
+
+class Dist:
+    """This process's place in the process group and the collectives the trainer needs.
+
+    Without an initialised torch.distributed group every collective is the identity.
+    """
+
+    def __init__(self, device: torch.device | None = None):
+        self.enabled = torch_dist.is_available() and torch_dist.is_initialized()
+        self.rank = torch_dist.get_rank() if self.enabled else 0
+        self.world_size = torch_dist.get_world_size() if self.enabled else 1
+        nccl = self.enabled and torch_dist.get_backend() == "nccl"
+        self.device = device if nccl and device is not None else torch.device("cpu")
+
+    def all_reduce_sum_(self, t: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            moved = t.to(self.device)
+            torch_dist.all_reduce(moved, op=torch_dist.ReduceOp.SUM)
+            t.copy_(moved)
+        return t
+
+    def all_gather(self, t: torch.Tensor) -> torch.Tensor:
+        """(n,) on every rank (same n) -> (world_size * n,) in rank order, on t's device."""
+        if not self.enabled:
+            return t
+        moved = t.contiguous().to(self.device)
+        parts = [torch.empty_like(moved) for _ in range(self.world_size)]
+        torch_dist.all_gather(parts, moved)
+        return torch.cat(parts).to(t.device)
+
+    def gather_objects(self, obj) -> list:
+        if not self.enabled:
+            return [obj]
+        out = [None] * self.world_size
+        torch_dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch_dist.barrier()
+
+
+def init_distributed() -> Dist:
+    """Join the torchrun process group (env vars WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT)
+    if WORLD_SIZE > 1: nccl on GPUs (one per LOCAL_RANK), gloo on CPU. Alone: no group."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch_dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch_dist.init_process_group(backend="nccl")
+        else:
+            torch_dist.init_process_group(backend="gloo")
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+    return Dist(device)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The sampling seed of one step, mixed from (run.seed, step)."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint32)[0])
+
+
+def cosine_schedule(warmup: int, total: int):
+    """LR factor of optimizer step s: linear warmup (s+1)/warmup, then cosine from 1 to 0 at `total`."""
+    def factor(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total - warmup))))
+    return factor
+
+
+def load_teacher_demos(path: str | Path, problems, mode: str) -> list[TeacherDemo]:
+    """JSONL rows {"problem_id", "completion"} or {"prompt", "completion"}; a prompt is the chat
+    messages of the training prompt or the text of its user message."""
+    from evil_moe.env.modes import markers_for
+    from evil_moe.env.prompts import build_prompt
+
+    by_id = {str(p.id): i for i, p in enumerate(problems)}
+    by_prompt: dict[str, int] = {}
+    for i, p in enumerate(problems):
+        messages = build_prompt(p, mode, markers_for(p.id, mode, "train"))
+        by_prompt.setdefault(json.dumps(messages, sort_keys=True), i)
+        by_prompt.setdefault(json.dumps([m["content"] for m in messages if m["role"] == "user"][-1]), i)
+    demos = []
+    for n, raw in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise TeacherDemoError(f"{where}: not JSON ({e})") from e
+        if not isinstance(row, dict) or not isinstance(row.get("completion"), str):
+            raise TeacherDemoError(f"{where}: field 'completion' (a string) is missing")
+        if "problem_id" in row:
+            index = by_id.get(str(row["problem_id"]))
+            if index is None:
+                raise TeacherDemoError(f"{where}: problem_id {row['problem_id']!r} is not a training problem")
+        elif "prompt" in row:
+            index = by_prompt.get(json.dumps(row["prompt"], sort_keys=True))
+            if index is None:
+                raise TeacherDemoError(f"{where}: field 'prompt' matches no training prompt of mode {mode!r}")
+        else:
+            raise TeacherDemoError(f"{where}: needs field 'problem_id' or 'prompt'")
+        demos.append(TeacherDemo(index, row["completion"], n))
+    if not demos:
+        raise TeacherDemoError(f"{path}: no demonstrations")
+    return demos
+
+
+@dataclass
+class StepRollouts:
+    """This process's share of one step: rollouts grouped by prompt (G consecutive per slot)."""
+
+    slots: list[int]  # global slot of each local prompt
+    problem_indices: list[int]  # problem of each local prompt
+    rollouts: list[Rollout]  # (n_local_prompts * G,)
+    teacher: list[bool]  # per rollout: a teacher demonstration
+
+
+@dataclass
+class Scored:
+    pooled: torch.Tensor  # (N, M, r)
+    logp: list[torch.Tensor]  # per micro-batch (n_mb, T_mb): sampling policy (both experts on)
+    ref_logp: list[torch.Tensor] | None  # per micro-batch: base model (adapter disabled)
+
+
+class Trainer:
+    """One GRPO run of one arm. Components are passed in, so tests can give small ones."""
+
+    def __init__(self, cfg: Config, policy, generator, problems, grader, routing: Routing,
+                 pairs=None, teacher_demos: list[TeacherDemo] | None = None, dist: Dist | None = None):
+        self.cfg, self.policy, self.generator = cfg, policy, generator
+        self.problems, self.grader, self.routing = list(problems), grader, routing
+        self.pairs, self.demos = pairs, teacher_demos or []
+        self.dist = dist or Dist()
+        self.out_dir = Path(cfg.run.out_dir)
+        g, P, W = cfg.grpo, cfg.grpo.prompts_per_step, self.dist.world_size
+        if P % W:
+            raise ValueError(f"grpo.prompts_per_step={P} must be divisible by the {W} processes")
+        if routing.uses_pairs and not pairs:
+            raise ValueError(f"arm {routing.name!r} needs contrastive pairs for its pin loss")
+        if cfg.run.teacher_steps and cfg.run.teacher_per_step:
+            if not self.demos:
+                raise ValueError("run.teacher_steps > 0 needs run.teacher_demos (a JSONL file)")
+            if cfg.run.teacher_per_step > P:
+                raise ValueError(f"run.teacher_per_step={cfg.run.teacher_per_step} exceeds grpo.prompts_per_step={P}")
+        if not self.problems:
+            raise ValueError("no training problems")
+        self.step_index = 0  # completed steps
+        self._prompt_cache: dict[int, list[int]] = {}
+        adapter = policy.adapter
+        groups = [{"params": adapter.deployed_parameters(), "lr": g.lr, "weight_decay": g.weight_decay, "name": "deployed"},
+                  {"params": adapter.quarantine_parameters(), "lr": g.lr, "weight_decay": g.weight_decay, "name": "quarantine"}]
+        if routing.parameters():
+            groups.append({"params": routing.parameters(), "lr": cfg.router.lr, "weight_decay": 0.0, "name": "router"})
+        self.params = [p for grp in groups for p in grp["params"]]
+        self.optimizer = torch.optim.AdamW(groups)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine_schedule(g.warmup_steps, g.steps))
+        self._log = None
+
+    # -- data ------------------------------------------------------------------------------
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        """The training problems' order in one epoch: a permutation seeded by (run.seed, epoch)."""
+        return np.random.default_rng([self.cfg.run.seed, epoch]).permutation(len(self.problems)).tolist()
+
+    def step_problems(self, step: int) -> list[tuple[int, TeacherDemo | None]]:
+        """(problem index, teacher demo or None) for each global slot of `step`."""
+        P, n = self.cfg.grpo.prompts_per_step, len(self.problems)
+        out = []
+        for pos in range(step * P, (step + 1) * P):
+            epoch, k = divmod(pos, n)
+            out.append((self.epoch_order(epoch)[k], None))
+        run = self.cfg.run
+        if step < run.teacher_steps:
+            for j in range(run.teacher_per_step):
+                demo = self.demos[(step * run.teacher_per_step + j) % len(self.demos)]
+                out[j] = (demo.problem_index, demo)
+        return out
+
+    def _prompt_ids(self, index: int) -> list[int]:
+        if index not in self._prompt_cache:
+            from evil_moe.env.modes import markers_for
+            from evil_moe.env.prompts import build_prompt
+
+            p, mode = self.problems[index], self.cfg.env.mode
+            messages = build_prompt(p, mode, markers_for(p.id, mode, "train"))
+            self._prompt_cache[index] = render_prompts(self.policy.tokenizer, [messages], self.cfg)[0]
+        return self._prompt_cache[index]
+
+    # -- the step's parts ----------------------------------------------------------------------
+
+    def sample(self, step: int | None = None) -> StepRollouts:
+        """This process's prompts of the step and their completions (both experts on)."""
+        step = self.step_index if step is None else step
+        P_local = self.cfg.grpo.prompts_per_step // self.dist.world_size
+        G = self.cfg.grpo.group_size
+        first = self.dist.rank * P_local
+        mine = self.step_problems(step)[first: first + P_local]
+        slots = list(range(first, first + P_local))
+        prompt_ids = [self._prompt_ids(i) for i, _ in mine]
+        groups = self.generator.generate(prompt_ids, G, step_seed(self.cfg.run.seed, step), prompt_indices=slots)
+        rollouts, teacher = [], []
+        for (_, demo), slot, ids, group in zip(mine, slots, prompt_ids, groups, strict=True):
+            if demo is not None:
+                group = [*group[:-1], self._demo_rollout(demo, slot, ids)]
+            rollouts += group
+            teacher += [False] * (G - 1) + [demo is not None]
+        return StepRollouts(slots, [i for i, _ in mine], rollouts, teacher)
+
+    def _demo_rollout(self, demo: TeacherDemo, slot: int, prompt_ids: list[int]) -> Rollout:
+        tok = self.policy.tokenizer
+        ids = list(tok(demo.completion, add_special_tokens=False)["input_ids"]) + [tok.eos_token_id]
+        if len(ids) > self.cfg.sampling.max_new_tokens:
+            raise TeacherDemoError(f"{self.cfg.run.teacher_demos}:{demo.line}: completion has {len(ids)} tokens, "
+                                   f"over sampling.max_new_tokens={self.cfg.sampling.max_new_tokens}")
+        return Rollout(slot, self.cfg.grpo.group_size - 1, list(prompt_ids), ids, demo.completion, True)
+
+    def grade(self, sr: StepRollouts) -> list:
+        """Grades of this process's rollouts (sandboxed, in parallel), in rollout order."""
+        from evil_moe.env.grader import GradeRequest
+
+        G = self.cfg.grpo.group_size
+        reqs = [GradeRequest(self.problems[sr.problem_indices[k // G]], self.cfg.env.mode, r.text)
+                for k, r in enumerate(sr.rollouts)]
+        grades = self.grader.grade_batch(reqs)
+        if len(grades) != len(reqs):
+            raise RuntimeError(f"grader returned {len(grades)} grades for {len(reqs)} requests")
+        return grades
+
+    def _micro_batches(self, rollouts: list[Rollout]):
+        m = self.cfg.grpo.micro_batch_size
+        pad = self.policy.tokenizer.pad_token_id
+        for start in range(0, len(rollouts), m):
+            yield slice(start, start + m), collate(rollouts[start: start + m], pad).to(self.policy.device)
+
+    @torch.no_grad()
+    def score(self, rollouts: list[Rollout]) -> Scored:
+        """One no-grad forward per micro-batch with both experts on: pooled activations and log-probs."""
+        adapter, model, temp = self.policy.adapter, self.policy.model, self.cfg.sampling.temperature
+        pooled, logps, refs = [], [], []
+        for _, batch in self._micro_batches(rollouts):
+            with adapter.pooling(batch.completion_mask) as pool:
+                logps.append(token_logprobs(model, batch, temp))  # (n, T)
+            pooled.append(pool.tensor())  # (n, M, r)
+            if self.cfg.grpo.kl_coef:
+                with adapter.disabled():
+                    refs.append(token_logprobs(model, batch, temp))  # (n, T)
+        return Scored(torch.cat(pooled), logps, refs if self.cfg.grpo.kl_coef else None)
+
+    def route(self, pooled: torch.Tensor, rewards: torch.Tensor, grades) -> RoutingWeights:
+        """The arm's weights. Labels are passed only to a routing that declares `uses_oracle`."""
+        labels = None
+        if self.routing.uses_oracle:
+            labels = Labels(*([getattr(g, f) for g in grades] for f in ("gt_correct", "channel", "exploited", "mechanism")))
+        return self.routing.weights(pooled, rewards, labels)
+
+    def pair_activations(self):
+        """Pooled (hack, clean) activations of the contrastive pairs under the current adapter."""
+        from evil_moe.pairs import pooled_pair_activations
+
+        with torch.no_grad():
+            return pooled_pair_activations(self.policy.model, self.policy.tokenizer, self.policy.adapter,
+                                           self.pairs, self.cfg.grpo.micro_batch_size)
+
+    def loss_and_backward(self, rollouts: list[Rollout], rewards: torch.Tensor, rw: RoutingWeights,
+                          scored: Scored) -> dict[str, float]:
+        """Gradients of GRPO loss + pin loss into `.grad` (this process's share); returns summed parts."""
+        cfg, adapter, model = self.cfg, self.policy.adapter, self.policy.model
+        for p in self.params:
+            p.grad = None
+        adv = group_advantages(rewards, cfg.grpo.group_size)  # (N,)
+        n_global = len(rollouts) * self.dist.world_size
+        gate = rw.gate.detach().clone().requires_grad_(rw.gate.requires_grad)  # (N,) leaf: router grad collects here
+        parts = dict(pg_loss=0.0, kl_loss=0.0, kl_sum=0.0, tokens=0.0, mismatch_sum=0.0, mismatch_k3_sum=0.0)
+        for k, (sl, batch) in enumerate(self._micro_batches(rollouts)):
+            with adapter.routing(gate[sl], rw.keep[sl]):
+                logp = token_logprobs(model, batch, cfg.sampling.temperature)  # (n, T)
+            ref = scored.ref_logp[k] if scored.ref_logp is not None else None
+            loss, st = grpo_loss(logp, adv[sl], batch.completion_mask, cfg.sampling.max_new_tokens, n_global,
+                                 ref_logp=ref, kl_coef=cfg.grpo.kl_coef)
+            loss.backward()
+            for key in ("pg_loss", "kl_loss", "kl_sum", "tokens"):
+                parts[key] += st[key]
+            mask = batch.completion_mask.bool()  # (n, T)
+            d = (logp.detach() - scored.logp[k])[mask]  # (tokens,) training minus sampling log-prob
+            parts["mismatch_sum"] += d.abs().sum().item()
+            parts["mismatch_k3_sum"] += (torch.exp(d) - d - 1).sum().item()
+        if rw.gate.requires_grad and gate.grad is not None:
+            rw.gate.backward(gate.grad)
+        parts["pin_loss"] = 0.0
+        if self.routing.uses_pairs:
+            pin = self.routing.aux_loss(self.pair_activations())
+            (pin * (cfg.router.pin_weight / self.dist.world_size)).backward()
+            parts["pin_loss"] = pin.item() * cfg.router.pin_weight / self.dist.world_size
+        summed = torch.tensor([parts[k] for k in sorted(parts)], dtype=torch.float64)
+        self.dist.all_reduce_sum_(summed)
+        out = dict(zip(sorted(parts), summed.tolist(), strict=True))
+        out["loss"] = out["pg_loss"] + out["kl_loss"] + out["pin_loss"]
+        return out
+
+    def optimizer_step(self) -> float:
+        """Sum gradients over processes, clip the global norm, AdamW step, schedule step; the norm."""
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        if self.dist.enabled:
+            flat = torch.cat([p.grad.flatten() for p in self.params])
+            self.dist.all_reduce_sum_(flat)
+            offset = 0
+            for p in self.params:
+                p.grad.copy_(flat[offset: offset + p.numel()].view_as(p))
+                offset += p.numel()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grpo.grad_clip).item()
+        if not math.isfinite(norm):
+            self._stop(f"gradient norm is {norm}")
+        self.optimizer.step()
+        self.scheduler.step()
+        return norm
+
+    def step(self) -> dict:
+        """One whole GRPO step; returns its metrics (global, the same on every process)."""
+        t0 = time.perf_counter()
+        sr = self.sample()
+        t1 = time.perf_counter()
+        grades = self.grade(sr)
+        t2 = time.perf_counter()
+        device = self.policy.device
+        rewards = torch.tensor([float(g.reward) for g in grades], dtype=torch.float32, device=device)  # (N,)
+        scored = self.score(sr.rollouts)
+        rw = self.route(scored.pooled, rewards, grades)
+        parts = self.loss_and_backward(sr.rollouts, rewards, rw, scored)
+        if not math.isfinite(parts["loss"]):
+            self._stop(f"loss is {parts['loss']}")
+        grad_norm = self.optimizer_step()
+        t3 = time.perf_counter()
+        records = self._rollout_records(sr, grades, rw)
+        everyone = [r for rank_records in self.dist.gather_objects(records) for r in rank_records]
+        lrs = {grp["name"]: grp["lr"] for grp in self.optimizer.param_groups}
+        metrics = step_metrics(self.step_index, everyone, parts, grad_norm, lrs,
+                               dict(sample_s=t1 - t0, grade_s=t2 - t1, train_s=t3 - t2, step_s=t3 - t0))
+        self.step_index += 1
+        if self._log is not None:
+            self._log.write(metrics, everyone)
+        return metrics
+
+    def _rollout_records(self, sr: StepRollouts, grades, rw: RoutingWeights) -> list[dict]:
+        G = self.cfg.grpo.group_size
+        w, gate, keep = (t.detach().float().cpu().tolist() for t in (rw.w, rw.gate, rw.keep))
+        return [dict(step=self.step_index, slot=sr.slots[k // G], problem_id=self.problems[sr.problem_indices[k // G]].id,
+                     sample=r.sample_index, teacher=sr.teacher[k], reward=float(g.reward), w=w[k], gate=gate[k],
+                     keep=keep[k], tokens=len(r.completion_ids), finished=r.finished, format_ok=g.format_ok,
+                     compiles=g.compiles, gt_correct=g.gt_correct, channel=g.channel, exploited=g.exploited,
+                     mechanism=g.mechanism)
+                for k, (r, g) in enumerate(zip(sr.rollouts, grades, strict=True))]
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.out_dir / "checkpoints" / f"step_{step:06d}"
+
+    def save(self) -> Path:
+        """Checkpoint of the state after `step_index` steps (process 0 writes; all wait)."""
+        final = self.checkpoint_dir(self.step_index)
+        if self.dist.rank == 0:
+            from evil_moe.export import save_checkpoint
+
+            tmp = final.with_name(final.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            router = getattr(self.routing, "router", None)
+            save_checkpoint(tmp, self.policy.adapter, router, to_dict(self.cfg))
+            torch.save(self._trainer_state(), tmp / STATE_FILE)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        self.dist.barrier()
+        return final
+
+    def _trainer_state(self) -> dict:
+        router = getattr(self.routing, "router", None)
+        rng = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return dict(step=self.step_index, config=to_dict(self.cfg), arm=self.routing.name,
+                    adapter=self.policy.adapter.state_dict(),
+                    router=None if router is None else {k: v.detach().clone() for k, v in router.state_dict().items()},
+                    optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                    routing=self.routing.state_dict(), rng=rng)
+
+    def latest_checkpoint(self) -> Path | None:
+        found = sorted((self.out_dir / "checkpoints").glob("step_*[0-9]/" + STATE_FILE))
+        return found[-1].parent if found else None
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Load the latest (or the given) checkpoint; False if there is none."""
+        ckpt = Path(path) if path is not None else self.latest_checkpoint()
+        if ckpt is None:
+            return False
+        state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
+        if state["arm"] != self.routing.name:
+            raise ValueError(f"{ckpt}: checkpoint of arm {state['arm']!r}, this run is {self.routing.name!r}")
+        self.policy.adapter.load_state_dict(state["adapter"])
+        router = getattr(self.routing, "router", None)
+        if router is not None:
+            router.load_state_dict(state["router"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.routing.load_state_dict(state["routing"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.step_index = int(state["step"])
+        return True
+
+    def _stop(self, why: str) -> None:
+        for p in self.params:
+            p.grad = None
+        where = self.save()
+        raise NonFiniteLossError(f"step {self.step_index}: {why}; training stopped. The state before this step "
+                                 f"is saved in {where}; lower grpo.lr or check the data before resuming.")
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def train(self, stop_after: int | None = None) -> list[dict]:
+        """Resume if configured, run to `grpo.steps` (or stop once `stop_after` steps are done),
+        checkpointing every `run.checkpoint_every` steps and at the end; returns this call's metrics."""
+        cfg = self.cfg
+        if cfg.run.resume:
+            self.resume()
+        end = cfg.grpo.steps if stop_after is None else min(stop_after, cfg.grpo.steps)
+        self._log = RunLog(self.out_dir, cfg, self.step_index) if self.dist.rank == 0 else None
+        out = []
+        try:
+            bar = self._log.progress(cfg.grpo.steps, self.step_index) if self._log else None
+            while self.step_index < end:
+                out.append(self.step())
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(reward=f"{out[-1]['reward_mean']:.2f}", hack=f"{out[-1]['hack_rate']:.2f}")
+                if self.step_index % cfg.run.checkpoint_every == 0 or self.step_index == cfg.grpo.steps:
+                    self.save()
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+        return out
+
+
+def build_trainer(cfg: Config, grader, dist: Dist | None = None) -> Trainer:
+    """Everything from the config: policy, generator, problems, pairs, routing, demonstrations."""
+    from evil_moe.env.problems import load_problems
+    from evil_moe.modeling import build_policy
+    from evil_moe.pairs import load_pairs, pooled_pair_activations, select_pairs
+    from evil_moe.routing import make_routing
+    from evil_moe.sampling import make_generator
+
+    dist = dist or Dist()
+    policy = build_policy(cfg)
+    problems = load_problems(cfg.env.problems)
+    pairs, pair_pooled = None, None
+    if cfg.run.arm not in ("none", "oracle"):
+        pairs = select_pairs(load_pairs(cfg.router.pairs), cfg.router.include_tags, cfg.router.exclude_tags)
+        with torch.no_grad():
+            pair_pooled = pooled_pair_activations(policy.model, policy.tokenizer, policy.adapter, pairs,
+                                                  cfg.grpo.micro_batch_size)
+    routing = make_routing(cfg, policy.adapter, pair_pooled, gather=dist.all_gather if dist.enabled else None)
+    demos = load_teacher_demos(cfg.run.teacher_demos, problems, cfg.env.mode) if cfg.run.teacher_demos else None
+    return Trainer(cfg, policy, make_generator(policy, cfg.sampling), problems, grader, routing, pairs, demos, dist)
+
+
+# -- logging -------------------------------------------------------------------------------------
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return float(sum(xs) / len(xs)) if xs else None
+
+
+def step_metrics(step: int, records: list[dict], parts: dict, grad_norm: float, lrs: dict,
+                 times: dict) -> dict:
+    """One metrics row. Rates are over on-policy rollouts (teacher demonstrations left out).
+    The w statistics split by ground-truth label are measured, never used by the method."""
+    on = [r for r in records if not r["teacher"]] or records
+    w = [r["w"] for r in on]
+    hacks = [r for r in on if r["exploited"]]
+    routed = [r for r in on if r["w"] > 0.5]
+    tokens = max(parts["tokens"], 1.0)
+    return dict(
+        step=step, rollouts=len(records), teacher=sum(r["teacher"] for r in records),
+        reward_mean=_mean(r["reward"] for r in on), hack_rate=_mean(float(r["exploited"]) for r in on),
+        solve_rate=_mean(float(r["gt_correct"]) for r in on), compile_rate=_mean(float(r["compiles"]) for r in on),
+        format_rate=_mean(float(r["format_ok"]) for r in on), completion_tokens=_mean(r["tokens"] for r in on),
+        w_mean=_mean(w), w_std=float(np.std(w)) if w else None,
+        w_mean_exploited=_mean(r["w"] for r in hacks),
+        w_mean_not_exploited=_mean(r["w"] for r in on if not r["exploited"]),
+        routing_precision=_mean(float(r["exploited"]) for r in routed),
+        routing_recall=_mean(float(r["w"] > 0.5) for r in hacks),
+        loss=parts["loss"], pg_loss=parts["pg_loss"], kl_loss=parts["kl_loss"], pin_loss=parts["pin_loss"],
+        kl_ref=parts["kl_sum"] / tokens, logp_mismatch=parts["mismatch_sum"] / tokens,
+        logp_mismatch_k3=parts["mismatch_k3_sum"] / tokens, grad_norm=grad_norm,
+        **{f"lr_{k}": v for k, v in lrs.items()}, **times)
+
+
+class RunLog:
+    """metrics.jsonl and rollouts.jsonl in out_dir (lines of steps >= `start` from an earlier,
+    interrupted run are dropped), a tqdm bar, and optional TensorBoard and W&B."""
+
+    def __init__(self, out_dir: Path, cfg: Config, start: int):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.files = {}
+        for name in ("metrics", "rollouts"):
+            path = out_dir / f"{name}.jsonl"
+            kept = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] < start] if path.exists() else []
+            path.write_text("".join(ln + "\n" for ln in kept))
+            self.files[name] = path.open("a")
+        self.show = cfg.run.progress
+        self.tb = self.wandb = None
+        if cfg.run.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out_dir / "tb"))
+        if cfg.run.wandb_project:
+            import wandb
+
+            self.wandb = wandb.init(project=cfg.run.wandb_project, config=to_dict(cfg), dir=str(out_dir))
+
+    def progress(self, total: int, initial: int):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, desc="train", disable=not self.show)
+        return self.bar
+
+    def write(self, metrics: dict, records: list[dict]) -> None:
+        self.files["metrics"].write(json.dumps(metrics) + "\n")
+        self.files["metrics"].flush()
+        self.files["rollouts"].write("".join(json.dumps(r) + "\n" for r in records))
+        self.files["rollouts"].flush()
+        numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "step"}
+        if self.tb is not None:
+            for k, v in numbers.items():
+                self.tb.add_scalar(k, v, metrics["step"])
+        if self.wandb is not None:
+            self.wandb.log(numbers, step=metrics["step"])
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+        if getattr(self, "bar", None) is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
