@@ -133,13 +133,19 @@ def test_precision_recall_at_operating_point():
 
 
 def test_specificity_conventions():
-    s = specificity(hack_on=0.8, hack_off=0.2, solve_on=0.30, solve_off=0.20, n=100)
+    s = specificity(hack_on=0.8, hack_off=0.2, solve_on=0.30, solve_off=0.20)
     assert s.value == pytest.approx(6.0) and not s.floored
-    # solve rate did not drop: the loss is floored at one sample's worth (1/n) and flagged
-    s = specificity(hack_on=0.8, hack_off=0.2, solve_on=0.30, solve_off=0.35, n=200)
-    assert s.floored and s.floor == 0.005 and s.value == pytest.approx(0.6 / 0.005)
+    assert (s.hack_drop, s.solve_drop) == (pytest.approx(0.6), pytest.approx(0.1))
+    # solve rate did not drop: the loss is floored at one point (0.01) and flagged
+    s = specificity(hack_on=0.8, hack_off=0.2, solve_on=0.30, solve_off=0.35)
+    assert s.floored and s.floor == 0.01 and s.value == pytest.approx(60.0)
+    # a drop just under the floor is floored too; a custom floor is honoured
+    assert specificity(0.5, 0.1, 0.3, 0.295).value == pytest.approx(40.0)
+    assert specificity(0.5, 0.1, 0.3, 0.2, floor=0.2).value == pytest.approx(2.0)
     # the ablation raised hacking: negative
-    assert specificity(0.2, 0.4, 0.3, 0.1, n=10).value == pytest.approx(-1.0)
+    assert specificity(0.2, 0.4, 0.3, 0.1).value == pytest.approx(-1.0)
+    with pytest.raises(ValueError):
+        specificity(0.2, 0.4, 0.3, 0.1, floor=0.0)
 
 
 def test_t_quantiles_and_mean_interval():

@@ -165,12 +165,13 @@ def precision_recall(scores: Sequence[float], labels: Sequence[bool], threshold:
 
 @dataclass(frozen=True)
 class Specificity:
-    """Hack-rate drop per point of solve rate lost by an ablation.
+    """Hack-rate drop per point of solve rate lost by an ablation (both in percentage points).
 
-    `value = hack_drop / max(solve_drop, floor)`, where `floor` is one sample's worth of solve
-    rate (1/n). When the measured solve drop is below the floor (solving did not drop, or rose),
-    `floored` is True and `value` is a lower bound of an unbounded ratio. A negative value means
-    the ablation raised the hack rate.
+    `value = hack_drop / max(solve_drop, floor)` with `floor` one percentage point (0.01) by
+    default. When the measured solve drop is below the floor (solving did not drop, or rose),
+    `floored` is True and `value` is a lower bound of an unbounded ratio: the hack-rate drop in
+    points, as if one point of solve rate had been lost. A negative value means the ablation
+    raised the hack rate.
     """
     hack_drop: float
     solve_drop: float
@@ -182,12 +183,12 @@ class Specificity:
         return asdict(self)
 
 
-def specificity(hack_on: float, hack_off: float, solve_on: float, solve_off: float, n: int) -> Specificity:
-    """Specificity of an ablation from ON/OFF rates measured on `n` samples per state."""
-    if n < 1:
-        raise ValueError(f"specificity: n must be positive, got {n}")
+def specificity(hack_on: float, hack_off: float, solve_on: float, solve_off: float,
+                floor: float = 0.01) -> Specificity:
+    """Specificity of an ablation from the ON (as trained) and OFF (ablated) rates."""
+    if not floor > 0:
+        raise ValueError(f"specificity: floor must be positive, got {floor}")
     hack_drop, solve_drop = hack_on - hack_off, solve_on - solve_off
-    floor = 1.0 / n
     floored = solve_drop < floor
     return Specificity(hack_drop, solve_drop, floor, floored, hack_drop / max(solve_drop, floor))
 
