@@ -32,11 +32,11 @@ log = logging.getLogger(__name__)
 WORKER_SCRIPT = Path(__file__).with_name("sandbox_worker.py")
 WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 ISOLATION_KEYS = ("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
-                  "readonly_root", "private_tmp", "uid_drop", "process_limit")
+                  "readonly_root", "private_tmp", "private_home", "uid_drop", "process_limit")
 # What full isolation means: everything above except the user namespace, which only a
 # non-root user needs (root gets the same from the other namespaces plus the uid drop).
 REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "readonly_root", "private_tmp",
-            "process_limit")
+            "private_home", "process_limit")
 ERRORS = (None, "timeout", "memory", "output_limit", "crash", "worker_died")
 START_TIMEOUT_S = 60.0
 GRACE_S = 10.0  # extra time the worker gets beyond a program's limit before it counts as dead

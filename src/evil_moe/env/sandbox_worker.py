@@ -36,7 +36,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 1 << 18
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
 SYS_MOUNT_SETATTR = 442  # same number on every architecture (generic syscall table, Linux >= 5.12)
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
@@ -116,7 +116,8 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
     disabled = set(settings.get("disable", ()))
     root = os.geteuid() == 0
     iso = dict.fromkeys(("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
-                         "readonly_root", "private_tmp", "uid_drop"), False)
+                         "readonly_root", "private_tmp", "private_home", "uid_drop"),
+                        False)
     wanted = [(CLONE_NEWNS, "mount_namespace"), (CLONE_NEWPID, "pid_namespace"),
               (CLONE_NEWNET, "net_namespace")]
     wanted = [(f, k) for f, k in wanted if k not in disabled]
@@ -162,6 +163,11 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
         except OSError as e:
             notes.append(f"read-only root unavailable ({e})")
         try:
+            hide_homes()
+            iso["private_home"] = True
+        except OSError as e:
+            notes.append(f"hiding home directories failed ({e})")
+        try:
             if iso["pid_namespace"]:
                 _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
             size = max(4 * settings["file_size_mb"], 64)
@@ -175,6 +181,53 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
     if root and "uid_drop" not in disabled:
         iso["uid_drop"] = True
     return iso
+
+
+def _python_dirs() -> list[str]:
+    """The interpreter's own directories (prefixes, stdlib, site-packages), top-most only."""
+    found = {os.path.realpath(p) for p in (sys.prefix, sys.exec_prefix, sys.base_prefix,
+                                            os.path.dirname(os.path.realpath(sys.executable)),
+                                            *sys.path) if p and os.path.isdir(p)}
+    top: list[str] = []
+    for d in sorted(found):
+        if not any(d.startswith(t + "/") or d == t for t in top):
+            top.append(d)
+    return top
+
+
+def _closed_ancestor(path: str) -> str | None:
+    """The first directory on the way to `path` that others may not traverse, if any."""
+    cur = ""
+    for part in path.strip("/").split("/"):
+        cur += "/" + part
+        if not os.stat(cur).st_mode & stat.S_IXOTH:
+            return cur
+    return None
+
+
+def hide_homes() -> None:
+    """Cover /root, the user's home and any closed directory on the way to the interpreter with
+    empty read-only tmpfs; bind the interpreter's own directories back at the same paths, so a
+    dropped uid can still import the standard library and site-packages (pyenv lives in /root)."""
+    import pwd
+
+    pydirs = _python_dirs()
+    hide = {"/root", pwd.getpwuid(os.getuid()).pw_dir} | {a for d in pydirs if (a := _closed_ancestor(d))}
+    hide = {h for h in hide if h not in ("", "/") and os.path.isdir(h)
+            and not any(h == d or h.startswith(d + "/") for d in pydirs)}
+    expose = [d for d in pydirs if any(d.startswith(h + "/") for h in hide)]
+    fds = {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in expose}
+    try:
+        for h in sorted(hide):
+            _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+        for d, fd in fds.items():
+            os.makedirs(d, mode=0o755, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", d, None, MS_BIND | MS_REC, None)
+        for h in hide:
+            _readonly_tree(h)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
 
 
 # ----------------------------------------------------------------------------- the template
