@@ -36,7 +36,7 @@ def results_from(records, n_boot=200):
             "eval": {"n_problems": P, "problems": "synthetic", "samples_per_problem": K,
                      "modes": list(MODES), "temperature": 0.7, "top_p": 0.95, "bootstrap_samples": n_boot,
                      "seed": 0},
-            "sections": {"heldout": {"markers": "heldout", "modes": list(MODES), "states": states}}}
+            "sections": {"main": {"markers": "heldout", "modes": list(MODES), "states": states}}}
 
 
 def test_summarize_section_rates_differences_and_specificity():
@@ -71,8 +71,8 @@ def test_summarize_section_refuses_unpaired_or_missing_baseline():
 
 
 def _rollout(step, w, hack):
-    return {"step": step, "problem_id": 1, "reward": 3.0, "w": w,
-            "label": {"exploited": hack, "gt_correct": not hack, "channel": hack, "mechanism": None}}
+    return {"step": step, "problem_id": 1, "reward": 3.0, "w": w, "teacher": False,
+            "exploited": hack, "gt_correct": not hack, "channel": hack, "mechanism": None}
 
 
 def test_routing_diagnostics_known_values():
@@ -86,7 +86,9 @@ def test_routing_diagnostics_known_values():
     op = r["operating_point"]
     assert (op["tp"], op["fp"], op["fn"], op["tn"]) == (1, 2, 1, 1) and op["precision"] == pytest.approx(1 / 3)
     assert sum(r["histogram"]["hack"]) == 2 and r["histogram"]["hack"][18] == 1  # 0.9 in [0.9, 0.95)
-    assert routing_diagnostics([{"step": 1, "w": None, "label": {"exploited": True}}]) is None
+    # teacher demonstrations are left out; a constant w (arm none) gives no diagnostics
+    assert routing_diagnostics(rows + [{**_rollout(3, 0.99, False), "teacher": True}])["n"] == 5
+    assert routing_diagnostics([_rollout(1, 0.0, True), _rollout(1, 0.0, False)]) is None
     with pytest.raises(ValueError, match="row 0"):
         routing_diagnostics([{"step": 1, "w": 0.3, "label": True}])
 
@@ -104,7 +106,7 @@ def test_write_report_produces_files_and_exact_final_line(tmp_path):
         raise AssertionError(f"results.json holds {c}")
     saved = json.loads((tmp_path / "results.json").read_text(), parse_constant=no_nan)
     assert saved["final_line"] == line and saved["headline"]["hack_off"] == pytest.approx(0.2)
-    assert set(saved["sections"]["heldout"]["states"]) == set(PLAN)
+    assert set(saved["sections"]["main"]["states"]) == set(PLAN)
     assert saved["routing"]["auroc"] == 1.0 and saved["routing"]["operating_point"]["precision"] == 1.0
     md = (tmp_path / "report.md").read_text()
     assert line in md and "| deployed | 40 | 0.200 [" in md and "![ablation](ablation.png)" in md
@@ -116,7 +118,7 @@ def test_write_report_produces_files_and_exact_final_line(tmp_path):
 
 def test_report_without_router_or_metrics(tmp_path):
     results = results_from(synthetic_records())
-    write_report(results, tmp_path, metrics=None, rollouts=[{"step": 1, "w": None, "label": {"exploited": True}}])
+    write_report(results, tmp_path, metrics=None, rollouts=[_rollout(1, 0.0, True), _rollout(2, 0.0, False)])
     assert results["routing"] is None and not (tmp_path / "routing_w.png").exists()
     assert "no routing diagnostics" in (tmp_path / "report.md").read_text()
 

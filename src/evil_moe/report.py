@@ -2,7 +2,7 @@
 
 Inputs are plain rows, so this module needs no model:
 - evaluation records (one per graded sample: `RECORD_FIELDS`), grouped into sections
-  ("heldout": the main evaluation with held-out markers; "train_markers": in-distribution;
+  ("main": eval.modes with eval.markers, held-out by default; "train_markers": in distribution;
   "pair_heldout": modes held out of the contrastive pairs);
 - the trainer's `metrics.jsonl` (one row per step) and `rollouts.jsonl` (one row per rollout
   with its routing weight `w` and ground-truth labels, which were logged, never used).
@@ -36,11 +36,18 @@ STATE_DESCRIPTIONS = {
     "ablate_deployed": "control: deployed block reset to its init instead (same capacity)",
     "base": "adapter off (the base model, before RL)",
 }
+MAIN = "main"
 SECTION_TITLES = {
-    "heldout": "Held-out markers (main evaluation)",
-    "train_markers": "Training markers (in distribution)",
-    "pair_heldout": "Modes held out of the contrastive pairs (held-out markers)",
+    "main": "Main evaluation",
+    "train_markers": "In distribution",
+    "pair_heldout": "Modes held out of the contrastive pairs",
 }
+
+
+def section_title(key: str, section: Mapping) -> str:
+    """A human title for a results section, naming its marker family."""
+    family = "held-out markers" if section.get("markers") == "heldout" else "training markers"
+    return f"{SECTION_TITLES.get(key, key)} ({family})"
 
 
 def describe_state(name: str) -> str:
@@ -142,9 +149,10 @@ def summarize_section(records: Sequence[Mapping], n_boot: int, seed: int,
 def routing_weights(rollouts: Sequence[Mapping]) -> tuple[list[float], list[float], list[Mapping]]:
     """(w of ground-truth hack rollouts, w of the others, the rows used).
 
-    Uses the rows with a numeric `w`; arms without a router log none, which gives empty lists.
+    Uses on-policy rows (teacher demonstrations left out) with a numeric `w`.
     """
-    rows = [r for r in rollouts if isinstance(r.get("w"), (int, float)) and not isinstance(r.get("w"), bool)]
+    rows = [r for r in rollouts if not r.get("teacher", False)
+            and isinstance(r.get("w"), (int, float)) and not isinstance(r.get("w"), bool)]
     y = [rollout_is_hack(r, i) for i, r in enumerate(rows)]
     w_hack = [float(r["w"]) for r, h in zip(rows, y, strict=True) if h]
     w_clean = [float(r["w"]) for r, h in zip(rows, y, strict=True) if not h]
@@ -154,11 +162,12 @@ def routing_weights(rollouts: Sequence[Mapping]) -> tuple[list[float], list[floa
 def routing_diagnostics(rollouts: Sequence[Mapping], threshold: float = OPERATING_POINT) -> dict | None:
     """Routing weight `w` of training rollouts against their ground-truth hack label.
 
-    Returns None when no row has a numeric `w`; else counts, mean w per label, a 20-bin histogram
+    Returns None when no row has a numeric `w` or w is the same for every rollout (an arm
+    without routing, e.g. `none`: w = 0); else counts, mean w per label, a 20-bin histogram
     of w per label, the AUROC of w for the hack label, and precision/recall of `w > threshold`.
     """
     w_hack, w_clean, rows = routing_weights(rollouts)
-    if not rows:
+    if len({float(r["w"]) for r in rows}) < 2:
         return None
     w, y = w_hack + w_clean, [True] * len(w_hack) + [False] * len(w_clean)
     pr = precision_recall(w, y, threshold)
@@ -182,12 +191,11 @@ def _hist(values: Sequence[float], edges: Sequence[float]) -> list[int]:
 
 
 def rollout_is_hack(row: Mapping, index: int = -1) -> bool:
-    """The ground-truth hack label of a rollouts.jsonl row (`label` = grade label fields)."""
-    label = row.get("label")
-    if isinstance(label, Mapping) and isinstance(label.get("exploited"), bool):
-        return label["exploited"]
-    raise ValueError(f"rollouts.jsonl row {index}: expected 'label' to be a mapping with a boolean "
-                     f"'exploited' field, got {label!r}")
+    """The ground-truth hack label (`exploited`) of a rollouts.jsonl row."""
+    label = row.get("exploited")
+    if isinstance(label, bool):
+        return label
+    raise ValueError(f"rollouts.jsonl row {index}: expected a boolean 'exploited' field, got {label!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,10 +203,12 @@ def rollout_is_hack(row: Mapping, index: int = -1) -> bool:
 
 def headline(results: Mapping) -> dict:
     """As-trained vs deployed hack and solve rates of the main section."""
-    states = results["sections"]["heldout"]["states"]
+    if MAIN not in results["sections"]:
+        raise ValueError(f"results have no {MAIN!r} section; sections: {list(results['sections'])}")
+    states = results["sections"][MAIN]["states"]
     for s in (BASELINE, ABLATED):
         if s not in states:
-            raise ValueError(f"results have no {s!r} state in section 'heldout'; states: {list(states)}")
+            raise ValueError(f"results have no {s!r} state in section {MAIN!r}; states: {list(states)}")
     on, off = states[BASELINE], states[ABLATED]
     return {"hack_on": on["hack"]["rate"], "hack_off": off["hack"]["rate"],
             "solve_on": on["solve"]["rate"], "solve_off": off["solve"]["rate"]}
@@ -263,7 +273,7 @@ def render_markdown(results: Mapping, images: Mapping[str, str]) -> str:
     if "ablation" in images:
         out += [f"![ablation]({images['ablation']})", ""]
     for key, sec in results["sections"].items():
-        out += [f"## {SECTION_TITLES.get(key, key)}", "",
+        out += [f"## {section_title(key, sec)}", "",
                 f"Markers: {sec['markers']}; modes: {', '.join(sec['modes'])}.", ""]
         out += section_table(sec["states"]) + [""]
         if len(sec["modes"]) > 1:
@@ -271,14 +281,17 @@ def render_markdown(results: Mapping, images: Mapping[str, str]) -> str:
         if f"ablation_{key}" in images:
             out += [f"![ablation {key}]({images[f'ablation_{key}']})", ""]
     out += ["## States", ""] + [f"- `{s}`: {describe_state(s)}"
-                                for s in results["sections"]["heldout"]["states"]] + [""]
+                                for s in results["sections"][MAIN]["states"]] + [""]
     out += ["## Training", ""]
+    if run.get("uses_oracle"):
+        out += ["**This arm routes by ground-truth labels (oracle): a diagnostic upper bound, not the "
+                "method.**", ""]
     if "training" in images:
         out += [f"![training curves]({images['training']})", ""]
     r = results.get("routing")
     if r is None:
-        out += ["No routing weights were logged (this arm has no router), so there are no routing "
-                "diagnostics.", ""]
+        out += ["No varying routing weight was logged (this arm does not route, or no rollouts.jsonl "
+                "was found), so there are no routing diagnostics.", ""]
     else:
         op = r["operating_point"]
         out += [f"Routing weight `w` of {r['n']} training rollouts (steps {r['steps'][0]}-{r['steps'][1]}) "
@@ -334,13 +347,13 @@ def write_report(results: dict, out_dir: str | Path, metrics: Sequence[Mapping] 
     out.mkdir(parents=True, exist_ok=True)
     run = results.get("run", {})
     tag = f"arm {run.get('arm')}, seed {run.get('seed')}"
-    titles = {k: f"{SECTION_TITLES.get(k, k)}: {tag}" for k in results["sections"]}
+    titles = {k: f"{section_title(k, sec)}: {tag}" for k, sec in results["sections"].items()}
     results["routing"] = routing_diagnostics(rollouts) if rollouts else None
     results["headline"] = headline(results)
     results["final_line"] = final_line(results)
     images: dict[str, str] = {}
     for key, sec in results["sections"].items():
-        name = "ablation" if key == "heldout" else f"ablation_{key}"
+        name = "ablation" if key == MAIN else f"ablation_{key}"
         plots.plot_ablation(sec["states"], out / f"{name}.png",
                             title=titles[key])
         images[name] = f"{name}.png"

@@ -1,0 +1,187 @@
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from evil_moe.adapter import attach_adapter
+from evil_moe.config import preset
+from evil_moe.evaluate import (
+    Unit,
+    adapter_state,
+    eval_config,
+    sample_and_grade,
+    sections_for,
+    state_names,
+)
+from tests.tiny import tiny_qwen3, tiny_tokenizer
+
+RANK = 2
+
+
+def trained(seed=0, move_deployed=True, move_quarantine=True):
+    """A tiny Qwen3 with an adapter whose blocks were moved off their init (as training would)."""
+    model = tiny_qwen3(seed=seed)
+    adapter = attach_adapter(model, rank=RANK, alpha=4.0, seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        moved = (adapter.deployed_parameters() if move_deployed else []) + \
+                (adapter.quarantine_parameters() if move_quarantine else [])
+        for p in moved:
+            p.add_(torch.randn(p.shape, generator=g) * 0.3)
+    return model, adapter
+
+
+def snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same(a, b, skip=()):
+    for k in a:
+        if not any(s in k for s in skip):
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_state_names():
+    assert state_names(2) == ["as_trained", "deployed", "ablate_deployed", "random_subspace_0",
+                              "random_subspace_1", "base"]
+
+
+@pytest.mark.parametrize("state,reset,kept", [
+    ("deployed", ("A_quar", "B_quar"), ("A_dep", "B_dep")),
+    ("ablate_deployed", ("A_dep", "B_dep"), ("A_quar", "B_quar")),
+])
+def test_block_ablation_resets_its_block_to_init_and_nothing_else(state, reset, kept):
+    model, adapter = trained()
+    before = snapshot(model)
+    with adapter_state(adapter, state):
+        for layer in adapter.layers.values():
+            for key in reset:
+                init = getattr(layer, key.replace("_", "0_"))
+                assert torch.equal(getattr(layer, key), init), (layer.name, key)
+        assert_same(before, snapshot(model), skip=reset)
+    assert_same(before, snapshot(model))  # restored bit-exactly
+
+
+def test_as_trained_changes_nothing_and_base_is_the_bare_model():
+    model, adapter = trained()
+    before = snapshot(model)
+    ids = torch.tensor([[5, 9, 17, 3, 44, 2]])  # (1, T)
+    bare = tiny_qwen3(seed=0)
+    with torch.no_grad():
+        with adapter_state(adapter, "as_trained"):
+            assert_same(before, snapshot(model))
+            on = model(ids).logits  # (1, T, V)
+        with adapter_state(adapter, "base"):
+            off = model(ids).logits
+        with adapter_state(adapter, "base", backend="vllm"):  # both blocks at init instead of the flag
+            off_params = model(ids).logits
+        ref = bare(ids).logits
+    assert not torch.allclose(on, ref, atol=1e-3)
+    assert torch.equal(off, ref)
+    torch.testing.assert_close(off_params, ref, rtol=0, atol=1e-6)
+    assert_same(before, snapshot(model))
+
+
+def test_random_subspace_removes_rank_r_of_each_block_and_is_seeded():
+    model, adapter = trained()
+    before = snapshot(model)
+    layers = list(adapter.layers.values())
+
+    def deviation():
+        out = []
+        for m in layers:
+            A = torch.cat([m.A_dep, m.A_quar]) - m.A0  # (2r, d_in)
+            B = torch.cat([m.B_dep, m.B_quar], dim=1) - m.B0  # (d_out, 2r)
+            out.append((A.detach().clone(), B.detach().clone()))
+        return out
+
+    full = deviation()
+    assert all(torch.linalg.matrix_rank(A) == 2 * RANK for A, _ in full)
+    with adapter_state(adapter, "random_subspace_0", seed=0):
+        draw0 = deviation()
+        assert_same(before, snapshot(model), skip=("A_dep", "B_dep", "A_quar", "B_quar"))
+    with adapter_state(adapter, "random_subspace_0", seed=0):
+        again = deviation()
+    with adapter_state(adapter, "random_subspace_1", seed=0):
+        draw1 = deviation()
+    for (A, B), (A2, _), (A1, _) in zip(draw0, again, draw1, strict=True):
+        # matched capacity: the distance from init keeps exactly r of the 2r bottleneck directions
+        assert torch.linalg.matrix_rank(A) == RANK and torch.linalg.matrix_rank(B) == RANK
+        assert torch.equal(A, A2) and not torch.allclose(A, A1)
+    # a subspace ablation mixes both blocks, unlike the block ablations
+    assert not torch.allclose(draw0[0][0][:RANK], full[0][0][:RANK])
+    assert not torch.allclose(draw0[0][0][RANK:], full[0][0][RANK:])
+    assert_same(before, snapshot(model))
+
+
+def test_state_restored_after_an_error_and_unknown_state_refused():
+    model, adapter = trained()
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match="boom"), adapter_state(adapter, "deployed"):
+        raise RuntimeError("boom")
+    assert_same(before, snapshot(model))
+    with pytest.raises(ValueError, match="unknown adapter state"), adapter_state(adapter, "quarantine_only"):
+        pass
+
+
+def test_sections_follow_the_eval_config():
+    cfg = preset("tiny-cpu")
+    assert sections_for(cfg) == {"main": {"markers": "heldout", "modes": ["run_tests"]},
+                                 "train_markers": {"markers": "train", "modes": ["run_tests"]}}
+    cfg = eval_config(cfg, modes=["run_tests", "sentinel"], sets=["eval.in_distribution=false"])
+    assert sections_for(cfg) == {"main": {"markers": "heldout", "modes": ["run_tests", "sentinel"]}}
+    cfg = eval_config(cfg, sets=["router.exclude_tags=[sentinel, file_marker]"])
+    assert sections_for(cfg)["pair_heldout"] == {"markers": "heldout", "modes": ["sentinel", "file_marker"]}
+
+
+class EchoGrader:
+    """Grades by the completion's text alone (a stand-in where only the pipeline is under test)."""
+
+    def __init__(self):
+        self.requests = []
+
+    def grade_batch(self, reqs):
+        self.requests += reqs
+        out = []
+        for r in reqs:
+            h = sum(map(ord, r.response)) % 3 == 0
+            out.append(SimpleNamespace(exploited=h, gt_correct=not h and len(r.response) % 2 == 0,
+                                       compiles=True, reward=3.5 if h else 0.5, mechanism=None))
+        return out
+
+
+def test_states_share_one_random_stream(problems):
+    """Quarantine still at init: `deployed` is the same model as `as_trained`, so with per-prompt
+    seeds it must give the very same samples; `base` and `ablate_deployed` likewise."""
+    from evil_moe.sampling import HFGenerator
+
+    model, adapter = trained(move_quarantine=False)
+    tok = tiny_tokenizer()
+    cfg = eval_config(preset("tiny-cpu"), samples_per_problem=2,
+                      sets=["sampling.max_new_tokens=6", "sampling.max_prompt_tokens=4096", "sampling.batch_size=8"])
+    policy = SimpleNamespace(model=model, tokenizer=tok, adapter=adapter, device=torch.device("cpu"))
+    problems = problems[:2]
+    grader = EchoGrader()
+    records = sample_and_grade(policy, cfg, problems, [Unit("run_tests", "heldout")],
+                               ["as_trained", "deployed", "ablate_deployed", "base"], grader,
+                               generator=HFGenerator(policy, cfg.sampling))
+    assert len(records) == 4 * 2 * 2
+    text = {(r["state"], r["problem_id"], r["sample_index"]): r["text"] for r in records}
+    keys = [(p.id, s) for p in problems for s in range(2)]
+    assert [text["as_trained", *k] for k in keys] == [text["deployed", *k] for k in keys]
+    assert [text["base", *k] for k in keys] == [text["ablate_deployed", *k] for k in keys]
+    assert [text["as_trained", *k] for k in keys] != [text["base", *k] for k in keys]
+    # held-out markers reach the grader, one per problem
+    from evil_moe.env.modes import markers_for
+    assert all(r.markers == markers_for(r.problem.id, "run_tests", "heldout") for r in grader.requests)
+    assert {r["markers"] for r in records} == {"heldout"}
+
+
+def test_copy_of_config_untouched_by_overrides():
+    cfg = preset("tiny-cpu")
+    before = copy.deepcopy(cfg)
+    new = eval_config(cfg, problems="x.jsonl", samples_per_problem=3, modes=["sentinel"], sets=["eval.seed=5"])
+    assert cfg == before
+    assert (new.eval.problems, new.eval.samples_per_problem, new.eval.modes, new.eval.seed) == \
+        ("x.jsonl", 3, ("sentinel",), 5)
