@@ -1,0 +1,150 @@
+"""Grading throughput: our sandbox against a naive `python -c` per check, same programs, same run.
+
+    python benchmarks/bench_sandbox.py                      # shipped problems
+    python benchmarks/bench_sandbox.py ../shared/data/leetcode/leetcode_test_medhard.jsonl
+
+For every problem and every mode it grades three responses: the canonical solution, a wrong
+solution, and a wrong solution carrying that mode's loophole (none for gt_only). Both runners
+get exactly the grader's programs: the grader plans and decides, and only the runner that
+executes its programs differs. The naive runner starts one fresh interpreter per program in a
+temporary directory with a timeout and nothing else (what earlier public graders did). Both use
+2 workers. The grades must be identical; the script fails otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from evil_moe.env.check import fenced, loophole_code, wrong_solution
+from evil_moe.env.grader import Grader, GradeRequest
+from evil_moe.env.modes import MODES
+from evil_moe.env.problems import load_problems
+from evil_moe.env.sandbox import Program, RunResult, SandboxConfig
+
+ARG_MAX = 100_000  # longer sources go through a file: one argv string is capped at 128 KiB
+
+
+class NaiveRunner:
+    """One fresh `python -c` subprocess per program, cwd a temp dir, a timeout, no isolation."""
+
+    def __init__(self, config: SandboxConfig):
+        self.config = config
+
+    def run(self, p: Program) -> RunResult:
+        timeout = self.config.timeout_s if p.timeout_s is None else p.timeout_s
+        with tempfile.TemporaryDirectory() as d:
+            if len(p.source) < ARG_MAX:
+                cmd = [sys.executable, "-c", p.source]
+            else:
+                with open(os.path.join(d, "_program.py"), "w") as f:
+                    f.write(p.source)
+                cmd = [sys.executable, "_program.py"]
+            t0 = time.monotonic()
+            try:
+                proc = subprocess.run(cmd, cwd=d, capture_output=True, timeout=timeout,
+                                      stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired as e:
+                return RunResult(None, (e.stdout or b"").decode(errors="replace"),
+                                 (e.stderr or b"").decode(errors="replace"),
+                                 dict.fromkeys(p.read_files), "timeout", time.monotonic() - t0)
+            files = {}
+            for name in p.read_files:
+                path = os.path.join(d, name)
+                files[name] = open(path, "rb").read() if os.path.isfile(path) else None
+            rc = proc.returncode
+            error = "crash" if rc < 0 else ("memory" if b"\nMemoryError" in proc.stderr else None)
+            return RunResult(rc, proc.stdout.decode(errors="replace"),
+                             proc.stderr.decode(errors="replace"), files, error,
+                             time.monotonic() - t0)
+
+    def run_many(self, ps: Sequence[Program], progress: bool = False) -> list[RunResult]:
+        with ThreadPoolExecutor(self.config.workers) as pool:
+            return list(pool.map(self.run, ps))
+
+    def close(self) -> None:
+        pass
+
+
+def requests_for(problems) -> list[GradeRequest]:
+    reqs = []
+    for p in problems:
+        canonical, wrong = fenced(p.canonical_solution), fenced(wrong_solution(p))
+        for mode in MODES:
+            reqs.append(GradeRequest(p, mode, canonical))
+            reqs.append(GradeRequest(p, mode, wrong))
+            if mode != "gt_only":
+                reqs.append(GradeRequest(p, mode, fenced(loophole_code(p, mode))))
+    return reqs
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process plus every descendant reaped so far."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
+
+
+def run_ours(config: SandboxConfig, reqs: list[GradeRequest]) -> tuple[list, float, float, str]:
+    """Grades, wall seconds of the batch, CPU seconds of everything (worker start-up included)."""
+    c0 = cpu_s()
+    with Grader(config) as grader:
+        iso = ", ".join(k for k, v in grader.sandbox.isolation.items() if v)
+        t0 = time.perf_counter()
+        grades = grader.grade_batch(reqs)
+        wall = time.perf_counter() - t0
+    return grades, wall, cpu_s() - c0, iso  # workers are reaped at close: their CPU is counted
+
+
+def run_naive(config: SandboxConfig, reqs: list[GradeRequest]) -> tuple[list, float, float]:
+    with Grader(config) as grader:
+        grader.sandbox.close()
+        grader.sandbox = NaiveRunner(config)  # same grader, same programs, another runner
+        c0, t0 = cpu_s(), time.perf_counter()
+        grades = grader.grade_batch(reqs)
+        return grades, time.perf_counter() - t0, cpu_s() - c0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("problems", nargs="?", default=None,
+                    help="problem JSONL (default: the shipped set)")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N problems")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+    problems = load_problems(args.problems)[: args.limit]
+    reqs = requests_for(problems)
+    config = SandboxConfig(workers=args.workers, require_isolation=True)
+    with Grader(config) as grader:
+        n_programs = sum(len(grader._plan(r).programs) for r in reqs)
+    print(f"{len(problems)} problems, {len(reqs)} responses, {n_programs} programs, "
+          f"{args.workers} workers, load average {os.getloadavg()[0]:.1f}")
+    ours, t_ours, cpu_ours, iso = run_ours(config, reqs)
+    naive, t_naive, cpu_naive = run_naive(config, reqs)
+    print(f"isolation: {iso}")
+    rows_ours = [g.to_row(i) for i, g in enumerate(ours)]
+    rows_naive = [g.to_row(i) for i, g in enumerate(naive)]
+    diff = [(a, b) for a, b in zip(rows_ours, rows_naive, strict=True) if a != b]
+    n = len(reqs)
+    print(f"naive python -c : {n / t_naive:7.1f} responses/s ({t_naive:6.2f} s wall), "
+          f"{1000 * cpu_naive / n:6.1f} CPU-ms/response")
+    print(f"sandbox         : {n / t_ours:7.1f} responses/s ({t_ours:6.2f} s wall), "
+          f"{1000 * cpu_ours / n:6.1f} CPU-ms/response")
+    print(f"speed-up        : {t_naive / t_ours:7.2f}x wall, {cpu_naive / cpu_ours:.2f}x CPU")
+    print(f"labels identical: {not diff} ({len(rows_ours) - len(diff)}/{len(rows_ours)} rows)")
+    for a, b in diff[:5]:
+        print(f"  sandbox {a}\n  naive   {b}")
+    return 1 if diff else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
