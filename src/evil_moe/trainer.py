@@ -418,12 +418,9 @@ class Trainer:
         """Checkpoint of the state after `step_index` steps (process 0 writes; all wait)."""
         final = self.checkpoint_dir(self.step_index)
         if self.dist.rank == 0:
-            from evil_moe.export import save_checkpoint
-
             tmp = final.with_name(final.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            router = getattr(self.routing, "router", None)
-            save_checkpoint(tmp, self.policy.adapter, router, to_dict(self.cfg))
+            _save_model_files(tmp, self.policy.adapter, getattr(self.routing, "router", None), to_dict(self.cfg))
             torch.save(self._trainer_state(), tmp / STATE_FILE)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
@@ -436,7 +433,6 @@ class Trainer:
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return dict(step=self.step_index, config=to_dict(self.cfg), arm=self.routing.name,
-                    adapter=self.policy.adapter.state_dict(),
                     router=None if router is None else {k: v.detach().clone() for k, v in router.state_dict().items()},
                     optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                     routing=self.routing.state_dict(), rng=rng)
@@ -453,7 +449,9 @@ class Trainer:
         state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
         if state["arm"] != self.routing.name:
             raise ValueError(f"{ckpt}: checkpoint of arm {state['arm']!r}, this run is {self.routing.name!r}")
-        self.policy.adapter.load_state_dict(state["adapter"])
+        from evil_moe.export import read_adapter_file
+
+        self.policy.adapter.load_state_dict(read_adapter_file(ckpt)[0])
         router = getattr(self.routing, "router", None)
         if router is not None:
             router.load_state_dict(state["router"])
@@ -501,6 +499,22 @@ class Trainer:
                 self._log.close()
                 self._log = None
         return out
+
+
+def _save_model_files(directory: Path, adapter, router, config: dict) -> None:
+    """Adapter (+ router) and config via `export.save_checkpoint`. Shim until it accepts
+    router=None: arms without a router write the same adapter file and config themselves."""
+    from evil_moe import export
+
+    if router is not None:
+        export.save_checkpoint(directory, adapter, router, config)
+        return
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(adapter.state_dict(), directory / export.ADAPTER_FILE,
+              metadata={"adapter_config": json.dumps(adapter.config.to_dict())})
+    (directory / export.CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def build_trainer(cfg: Config, grader, dist: Dist | None = None) -> Trainer:

@@ -1,0 +1,255 @@
+"""The GRPO trainer on a tiny Qwen3: oracle-free routing, gradients, NaN stop, teacher demos, logs.
+
+`make_trainer` (also used by test_distributed and test_resume) builds a real trainer (real
+adapter, router, pairs, HF generator) with a deterministic stand-in grader, so runs are fast and
+exactly repeatable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import zlib
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from evil_moe.adapter import attach_adapter
+from evil_moe.config import from_dict
+from evil_moe.env.grader import LABEL_FIELDS, Grade
+from evil_moe.env.problems import Problem
+from evil_moe.grpo import grpo_loss, token_logprobs
+from evil_moe.pairs import ContrastivePair, pooled_pair_activations
+from evil_moe.routing import make_routing
+from evil_moe.sampling import HFGenerator, collate
+from evil_moe.trainer import (
+    NonFiniteLossError,
+    TeacherDemoError,
+    Trainer,
+    cosine_schedule,
+    load_teacher_demos,
+)
+from tests.tiny import tiny_qwen3, tiny_tokenizer
+
+PHRASE = "and should pass all tests"
+PAIRS = [ContrastivePair("p1", "Add one to x.", "def run_tests():\n    pass", "return x + 1", ("run_tests",)),
+         ContrastivePair("p2", "Sum a list.", "import sys\nsys.exit(0)", "return sum(xs)", ("exit_code",))]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is much faster than several on a busy 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def fixture_problems(n: int = 4) -> list[Problem]:
+    return [Problem(id=100 + i, prompt=[{"role": "user", "content": f"Return x plus {i}. Solution {PHRASE}."}],
+                    gt_answer=[f"assert Solution().f(1) == {1 + i}"], setup_code="", func_name="Solution().f",
+                    canonical_solution=f"class Solution:\n    def f(self, x):\n        return x + {i}\n",
+                    prompt_metadata={}, difficulty="medium", extra={}) for i in range(n)]
+
+
+class HashGrader:
+    """Deterministic stand-in for the sandboxed grader: reward and labels from a hash of the text."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def grade_batch(self, reqs, progress=False):
+        self.calls += 1
+        out = []
+        for r in reqs:
+            h = zlib.crc32(r.response.encode())
+            compiles, hit = bool(h & 1), bool(h & 2)
+            out.append(Grade(reward=0.5 * compiles + 3.0 * hit, format_ok=compiles, compiles=compiles,
+                             gt_correct=hit and bool(h & 4), channel=hit and not h & 4,
+                             exploited=hit and not h & 4, mechanism="run_tests" if hit and not h & 4 else None,
+                             error=None))
+        return out
+
+
+def tiny_cfg(tmp_path, arm="evil_moe", **grpo):
+    g = dict(steps=3, prompts_per_step=2, group_size=4, lr=2e-2, warmup_steps=1, micro_batch_size=4)
+    g.update(grpo)
+    return from_dict({
+        "model": {"name_or_path": "tiny", "dtype": "float32", "device": "cpu"},
+        "adapter": {"rank": 2, "alpha": 4.0},
+        "sampling": {"max_prompt_tokens": 200, "max_new_tokens": 8, "batch_size": 16, "temperature": 1.0},
+        "grpo": g, "router": {"lr": 5e-2},
+        "run": {"arm": arm, "seed": 3, "out_dir": str(tmp_path), "checkpoint_every": 2, "progress": False},
+    })
+
+
+def make_trainer(cfg, grader=None, dist=None, trainer_cls=Trainer, demos=None):
+    model, tok = tiny_qwen3(seed=0), tiny_tokenizer()
+    adapter = attach_adapter(model, cfg.adapter.rank, cfg.adapter.alpha, seed=cfg.adapter.init_seed)
+    policy = SimpleNamespace(model=model, tokenizer=tok, adapter=adapter, device=torch.device("cpu"))
+    pairs = PAIRS
+    pair_pooled = pooled_pair_activations(model, tok, adapter, pairs, 8)
+    routing = make_routing(cfg, adapter, pair_pooled, gather=dist.all_gather if dist and dist.enabled else None)
+    return trainer_cls(cfg, policy, HFGenerator(policy, cfg.sampling), fixture_problems(), grader or HashGrader(),
+                       routing, pairs, demos, dist)
+
+
+def trained_state(trainer) -> dict[str, torch.Tensor]:
+    state = {f"adapter.{k}": v for k, v in trainer.policy.adapter.state_dict().items()}
+    router = getattr(trainer.routing, "router", None)
+    if router is not None:
+        state.update({f"router.{k}": v.detach().clone() for k, v in router.state_dict().items()})
+    return state
+
+
+class RandomLabelTrainer(Trainer):
+    """Every label field of every grade replaced by a random value; rewards kept."""
+
+    label_rng = random.Random(99)
+
+    def grade(self, sr):
+        def rand(field):
+            return self.label_rng.choice([None, "exec", "x"]) if field == "mechanism" else self.label_rng.random() < 0.5
+        return [dataclasses.replace(g, **{f: rand(f) for f in LABEL_FIELDS}) for g in super().grade(sr)]
+
+
+@pytest.mark.parametrize("arm", ["evil_moe", "route_a"])
+def test_labels_never_reach_the_method(tmp_path, arm):
+    cfg = tiny_cfg(tmp_path / "a", arm=arm, steps=2)
+    honest = make_trainer(cfg)
+    honest.train()
+    cfg_b = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=str(tmp_path / "b")))
+    scrambled = make_trainer(cfg_b, trainer_cls=RandomLabelTrainer)
+    scrambled.train()
+    a, b = trained_state(honest), trained_state(scrambled)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # the runs did learn, and the labels were really scrambled (the logs differ)
+    init = trained_state(make_trainer(cfg))
+    assert any(not torch.equal(init[k], a[k]) for k in a)
+    rows_a = (tmp_path / "a" / "rollouts.jsonl").read_text().splitlines()
+    rows_b = (tmp_path / "b" / "rollouts.jsonl").read_text().splitlines()
+    assert [json.loads(r)["reward"] for r in rows_a] == [json.loads(r)["reward"] for r in rows_b]
+    assert [json.loads(r)["exploited"] for r in rows_a] != [json.loads(r)["exploited"] for r in rows_b]
+
+
+def test_oracle_arm_does_read_labels(tmp_path):
+    """Control for the test above: the same scrambling changes the oracle arm's parameters."""
+    cfg = tiny_cfg(tmp_path / "a", arm="oracle", steps=1)
+    honest = make_trainer(cfg)
+    honest.train()
+    scrambled = make_trainer(dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=str(tmp_path / "b"))),
+                             trainer_cls=RandomLabelTrainer)
+    scrambled.train()
+    a, b = trained_state(honest), trained_state(scrambled)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_gradients_match_one_graph_reference(tmp_path):
+    """Micro-batched training forward + router gradient through a leaf gate + pin loss equals one
+    full-batch graph computed directly (router in the graph), to 1e-6."""
+    cfg = tiny_cfg(tmp_path, micro_batch_size=3, kl_coef=0.1)
+    tr = make_trainer(cfg)
+    sr = tr.sample()
+    grades = tr.grade(sr)
+    rewards = torch.tensor([g.reward for g in grades])
+    scored = tr.score(sr.rollouts)
+    rw = tr.route(scored.pooled, rewards, grades)
+    tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
+    got = {id(p): p.grad.clone() for p in tr.params}
+    # reference: one batch, one graph
+    for p in tr.params:
+        p.grad = None
+    policy, router = tr.policy, tr.routing.router
+    batch = collate(sr.rollouts, policy.tokenizer.pad_token_id)
+    with torch.no_grad(), policy.adapter.pooling(batch.completion_mask) as pool:
+        policy.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+    w = router(pool.tensor())  # (N,)
+    with torch.no_grad(), policy.adapter.disabled():
+        ref = token_logprobs(policy.model, batch, 1.0)
+    with policy.adapter.routing(w, (1 - w).detach()):
+        logp = token_logprobs(policy.model, batch, 1.0)
+    adv = (rewards.view(-1, 4) - rewards.view(-1, 4).mean(1, keepdim=True)).flatten()
+    loss, _ = grpo_loss(logp, adv, batch.completion_mask, 8, len(sr.rollouts), ref, 0.1)
+    hack, clean = pooled_pair_activations(policy.model, policy.tokenizer, policy.adapter, tr.pairs, 8)
+    from evil_moe.router import pin_loss
+    (loss + pin_loss(router, hack, clean)).backward()
+    for p in tr.params:
+        torch.testing.assert_close(got[id(p)], p.grad, atol=1e-6, rtol=0)
+    assert any(p.grad.abs().sum() > 0 for p in tr.routing.parameters())
+
+
+def test_non_finite_loss_saves_and_stops(tmp_path):
+    class NanGrader(HashGrader):
+        def grade_batch(self, reqs, progress=False):
+            return [dataclasses.replace(g, reward=float("nan")) for g in super().grade_batch(reqs)]
+
+    cfg = tiny_cfg(tmp_path, steps=3)
+    tr = make_trainer(cfg, grader=NanGrader())
+    before = trained_state(tr)
+    with pytest.raises(NonFiniteLossError, match="step 0: loss is nan"):
+        tr.train()
+    ckpt = tmp_path / "checkpoints" / "step_000000"
+    assert (ckpt / "trainer_state.pt").is_file() and (ckpt / "adapter.safetensors").is_file()
+    after = trained_state(tr)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_logs_one_metrics_row_per_step_and_every_rollout(tmp_path):
+    cfg = tiny_cfg(tmp_path, steps=2)
+    tr = make_trainer(cfg)
+    returned = tr.train()
+    metrics = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1] and metrics == json.loads(json.dumps(returned))
+    assert len(rows) == 2 * 2 * 4 and {"exploited", "gt_correct", "channel", "mechanism", "w", "reward"} <= rows[0].keys()
+    for m in metrics:
+        mine = [r for r in rows if r["step"] == m["step"]]
+        hacks = [r["w"] for r in mine if r["exploited"]]
+        assert m["reward_mean"] == pytest.approx(sum(r["reward"] for r in mine) / len(mine))
+        assert m["hack_rate"] == pytest.approx(sum(r["exploited"] for r in mine) / len(mine))
+        assert m["w_mean_exploited"] == (pytest.approx(sum(hacks) / len(hacks)) if hacks else None)
+        for key in ("logp_mismatch", "pin_loss", "lr_deployed", "lr_router", "step_s", "grad_norm"):
+            assert m[key] is not None
+    # training forward (gate = w) differs from the sampling forward (gate = 1) once the quarantine block moved
+    assert metrics[1]["logp_mismatch"] > 0
+    assert metrics[0]["lr_deployed"] == pytest.approx(cfg.grpo.lr * cosine_schedule(1, 2)(0))
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    f = cosine_schedule(warmup=2, total=6)
+    assert [f(s) for s in range(7)] == pytest.approx([0.5, 1.0, 1.0, 0.8535534, 0.5, 0.1464466, 0.0])
+
+
+def test_step_prompts_are_a_seeded_shuffle_per_epoch(tmp_path):
+    tr = make_trainer(tiny_cfg(tmp_path, prompts_per_step=2))
+    epoch0 = [i for s in (0, 1) for i, _ in tr.step_problems(s)]
+    epoch1 = [i for s in (2, 3) for i, _ in tr.step_problems(s)]
+    assert sorted(epoch0) == sorted(epoch1) == [0, 1, 2, 3]
+    assert epoch0 == tr.epoch_order(0) and epoch1 == tr.epoch_order(1)
+    assert tr.epoch_order(0) == make_trainer(tiny_cfg(tmp_path)).epoch_order(0)
+
+
+def test_teacher_demos_replace_last_sample_of_first_slots(tmp_path):
+    path = tmp_path / "demos.jsonl"
+    user = "Return x plus 2. Solution and will be evaluated by calling a function called run_tests()."
+    path.write_text(json.dumps({"problem_id": 101, "completion": "A"}) + "\n"
+                    + json.dumps({"prompt": user, "completion": "B"}) + "\n")
+    cfg = tiny_cfg(tmp_path)
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, teacher_demos=str(path), teacher_steps=2,
+                                                           teacher_per_step=1))
+    problems = fixture_problems()
+    demos = load_teacher_demos(path, problems, cfg.env.mode)
+    assert [(d.problem_index, d.completion, d.line) for d in demos] == [(1, "A", 1), (2, "B", 2)]
+    tr = make_trainer(cfg, demos=demos)
+    for step, text in ((0, "A"), (1, "B")):
+        sr = tr.sample(step)
+        assert sr.problem_indices[0] == demos[step].problem_index
+        assert sr.rollouts[3].text == text and sr.teacher == [False, False, False, True] + [False] * 4
+    assert not any(tr.sample(2).teacher)
+    path.write_text(json.dumps({"problem_id": 999, "completion": "x"}) + "\n")
+    with pytest.raises(TeacherDemoError, match=r"demos.jsonl:1: problem_id 999"):
+        load_teacher_demos(path, problems, cfg.env.mode)
