@@ -26,11 +26,13 @@ def test_compare_groups_by_arm_with_seed_intervals(tmp_path):
     summary = compare_runs(runs, tmp_path / "cmp")
     assert [a["arm"] for a in summary["arms"]] == ["evil_moe", "none"]  # config.ARMS order
     em, none = summary["arms"]
-    # three seeds: hack OFF rates 0.2, 0.4, 0.0 -> mean 0.2, sd 0.2, t interval
+    # three seeds: hack OFF rates 0.2, 0.4, 0.0 -> mean 0.2, sd 0.2, t interval (a rate: clipped at 0)
     assert em["n_seeds"] == 3 and em["hack_off"]["mean"] == pytest.approx(0.2)
     half = t975(2) * 0.2 / math.sqrt(3)
-    assert em["hack_off"]["lo"] == pytest.approx(0.2 - half) and em["hack_off"]["hi"] == pytest.approx(0.2 + half)
+    assert em["hack_off"]["lo"] == 0.0 and em["hack_off"]["hi"] == pytest.approx(0.2 + half)
+    # differences -0.6, -0.4, -0.8 are not clipped
     assert em["hack_diff"]["mean"] == pytest.approx(-0.6)
+    assert em["hack_diff"]["lo"] == pytest.approx(-0.6 - half) and em["hack_diff"]["hi"] == pytest.approx(-0.6 + half)
     # one seed: that run's Wilson interval
     w = wilson(4 * 4 * 2, 40)
     assert none["n_seeds"] == 1 and none["hack_off"] == {"mean": w.rate, "lo": w.lo, "hi": w.hi}
