@@ -1,0 +1,243 @@
+"""The sandbox's contract: program semantics, the worker pool, worker death, and the fallback
+when protections are missing. Hostile programs are in test_sandbox_hostile.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from evil_moe.env import sandbox as sandbox_mod
+from evil_moe.env.sandbox import (
+    REQUIRED,
+    Program,
+    RunResult,
+    Sandbox,
+    SandboxConfig,
+    SandboxIsolationError,
+)
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+NO_NAMESPACES = ("mount_namespace", "pid_namespace", "net_namespace", "user_namespace")
+
+
+@pytest.fixture(scope="module")
+def sb():
+    with Sandbox(SandboxConfig(timeout_s=2.0, workers=2)) as s:
+        yield s
+
+
+def _host_cmdlines() -> list[str]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    out.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                pass
+    return out
+
+
+def _worker_pids() -> set[int]:
+    pids = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if ppid == os.getpid() and b"sandbox_worker.py" in cmd:
+                pids.add(int(name))
+    return pids
+
+
+# ----------------------------------------------------------------------------- program semantics
+def test_runs_as_main_with_exit_codes_and_tracebacks(sb):
+    assert sb.run(Program("print(__name__)\nimport sys; print(sys.argv)")).stdout == "__main__\n['']\n"
+    r = sb.run(Program("import sys; print('partial'); sys.exit(7)"))
+    assert (r.returncode, r.stdout, r.error) == (7, "partial\n", None)
+    r = sb.run(Program("def f():\n    raise KeyError('k')\nf()"))
+    assert (r.returncode, r.error) == (1, None)
+    assert r.stderr.startswith("Traceback (most recent call last):\n  File \"<program>\", line 3")
+    assert r.stderr.endswith("KeyError: 'k'\n")
+    r = sb.run(Program("def broken(:\n"))
+    assert r.returncode == 1 and "SyntaxError" in r.stderr
+    assert isinstance(sb.run(Program("pass")), RunResult)
+
+
+def test_private_empty_cwd_and_scrubbed_environment(sb):
+    r = sb.run(Program("import os; print(os.listdir('.'), sorted(os.environ), os.environ['HOME'] == os.getcwd())"))
+    assert r.stdout == "[] ['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR'] True\n"
+
+
+def test_read_files_round_trip_bytes(sb):
+    r = sb.run(Program("open('out.bin', 'wb').write(bytes(range(256)))", read_files=("out.bin", "nope")))
+    assert r.files == {"out.bin": bytes(range(256)), "nope": None}
+
+
+def test_each_program_starts_clean_even_on_the_same_worker():
+    with Sandbox(SandboxConfig(workers=1)) as one:
+        one.run(Program("import random, sys; random.seed(0); sys.modules['math'].tau = 0; open('x', 'w')"))
+        r = one.run(Program("import math, os; print(math.tau > 6, os.listdir('.'))"))
+        assert r.stdout == "True []\n"
+        draws = {one.run(Program("import random; print(random.random())")).stdout for _ in range(3)}
+        assert len(draws) == 3  # the template's random state is reseeded in every child
+
+
+def test_invalid_config_and_paths_are_refused():
+    with pytest.raises(ValueError, match="timeout_s"):
+        SandboxConfig(timeout_s=0)
+    with pytest.raises(ValueError, match="workers"):
+        SandboxConfig(workers=0)
+    for bad in ("/etc/passwd", "../up", "a/../../b", ""):
+        with pytest.raises(ValueError, match="read_files"):
+            Program("pass", read_files=(bad,))
+
+
+# ----------------------------------------------------------------------------- the pool
+def test_run_many_preserves_order_and_run_is_thread_safe(sb):
+    progs = [Program(f"import time; time.sleep({(i % 3) * 0.02}); print({i})") for i in range(40)]
+    assert [r.stdout for r in sb.run_many(progs)] == [f"{i}\n" for i in range(40)]
+    out: dict[int, str] = {}
+
+    def go(i: int) -> None:
+        out[i] = sb.run(Program(f"print({i} * {i})")).stdout
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == {i: f"{i * i}\n" for i in range(12)}
+
+
+def test_a_killed_worker_gives_worker_died_and_comes_back():
+    before = _worker_pids()
+    with Sandbox(SandboxConfig(workers=1, timeout_s=5)) as one:
+        (victim,) = _worker_pids() - before
+        killer = threading.Timer(0.5, os.kill, (victim, signal.SIGKILL))
+        killer.start()
+        r = one.run(Program("import time; time.sleep(3); print('never')", read_files=("f",)))
+        killer.join()
+        assert (r.error, r.returncode, r.stdout, r.files) == ("worker_died", None, "", {"f": None})
+        assert one.run(Program("print('back')")).stdout == "back\n"
+        assert len(_worker_pids() - before - {victim}) == 1
+
+
+def test_close_ends_workers_and_refuses_more_runs():
+    before = _worker_pids()
+    s = Sandbox(SandboxConfig(workers=2))
+    pids = _worker_pids() - before
+    assert len(pids) == 2
+    s.close()
+    s.close()  # idempotent
+    time.sleep(0.1)
+    assert not (pids & _worker_pids())
+    with pytest.raises(RuntimeError, match="after close"):
+        s.run(Program("pass"))
+
+
+def test_isolation_reports_every_key(sb):
+    assert set(sb.isolation) == set(sandbox_mod.ISOLATION_KEYS)
+    if os.geteuid() == 0:
+        assert sb.isolation["process_limit"] == sb.isolation["uid_drop"]
+
+
+def test_full_isolation_on_this_host_when_required():
+    try:
+        s = Sandbox(SandboxConfig(require_isolation=True, workers=1))
+    except SandboxIsolationError as e:
+        pytest.skip(f"host without full isolation: {e}")
+    with s:
+        assert all(s.isolation[k] for k in REQUIRED)
+        assert s.run(Program("print('ok')")).stdout == "ok\n"
+
+
+# ----------------------------------------------------------------------------- fallback
+def test_require_isolation_refuses_and_names_what_is_missing():
+    before = _worker_pids()
+    with pytest.raises(SandboxIsolationError, match="pid_namespace, net_namespace"):
+        Sandbox(SandboxConfig(require_isolation=True, workers=1), _disable=NO_NAMESPACES)
+    assert _worker_pids() == before
+
+
+def test_without_namespaces_it_warns_once_and_still_contains(monkeypatch, caplog):
+    monkeypatch.setattr(sandbox_mod, "_warned", False)
+    mark = f"{5000 + os.getpid() % 1000}.25"
+    daemon = textwrap.dedent(f"""
+        import os
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execvp('sleep', ['sleep', '{mark}'])
+            os._exit(0)
+        print('detached')
+    """)
+    with caplog.at_level(logging.WARNING, logger="evil_moe.env.sandbox"):
+        for disable in (NO_NAMESPACES + ("uid_drop",), NO_NAMESPACES):
+            with Sandbox(SandboxConfig(workers=1, timeout_s=1, max_processes=8),
+                         _disable=disable) as s:
+                assert not any(s.isolation[k] for k in NO_NAMESPACES + ("private_tmp",))
+                assert s.isolation["uid_drop"] == ("uid_drop" not in disable)
+                host_dir = s._host_dir
+                assert s.run(Program(daemon)).stdout == "detached\n"
+                time.sleep(0.2)
+                assert not [c for c in _host_cmdlines() if mark in c]
+                r = s.run(Program("import os; print(sorted(os.environ), os.getcwd().startswith('/tmp'))"))
+                assert r.stdout == "['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR'] True\n"
+                assert s.run(Program("while True: pass")).error == "timeout"
+                if s.isolation["process_limit"]:
+                    r = s.run(Program(textwrap.dedent("""
+                        import os, time
+                        n = 0
+                        for _ in range(100):
+                            try:
+                                if os.fork() == 0: time.sleep(30); os._exit(0)
+                                n += 1
+                            except OSError: pass
+                        print(n)
+                    """)))
+                    assert int(r.stdout) < 8
+            assert not os.path.exists(host_dir)
+    warnings = [rec for rec in caplog.records if "WITHOUT FULL ISOLATION" in rec.getMessage()]
+    assert len(warnings) == 1 and "pid_namespace" in warnings[0].getMessage()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_non_root_user_gets_full_isolation_from_a_user_namespace(tmp_path):
+    py = "/usr/bin/python3"
+    probe = subprocess.run([py, "-c", "import sys; print(sys.version_info[:2] >= (3, 11))"],
+                           capture_output=True, text=True)
+    if probe.stdout.strip() != "True":
+        pytest.skip("no world-readable Python >= 3.11 at /usr/bin/python3 for an unprivileged user")
+    if any(not os.stat(p).st_mode & 0o001 for p in (SRC, *SRC.parents) if p != Path("/")):
+        pytest.skip("the source tree is not reachable by an unprivileged user")
+    code = textwrap.dedent("""
+        import json
+        from evil_moe.env.sandbox import Program, Sandbox, SandboxConfig
+        with Sandbox(SandboxConfig(workers=1, timeout_s=1)) as s:
+            r = s.run(Program("import os; print(os.getuid(), len([p for p in os.listdir('/proc') if p.isdigit()]))"))
+            print(json.dumps([s.isolation, r.stdout]))
+    """)
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i",
+                          "PATH=/usr/bin:/bin", f"PYTHONPATH={SRC}", py, "-c", code],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    iso, stdout = json.loads(out.stdout)
+    assert stdout == "0 2\n"  # root inside its own user namespace, alone with its template
+    assert iso["user_namespace"] and not iso["uid_drop"]
+    assert all(iso[k] for k in REQUIRED)
