@@ -13,6 +13,7 @@ All programs of a batch go to `Sandbox.run_many` in one call.
 
 from __future__ import annotations
 
+import marshal
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -97,9 +98,9 @@ class _Plan:
 class Grader:
     """Grades responses in a sandbox it owns. A context manager."""
 
-    def __init__(self, sandbox_config: SandboxConfig = SandboxConfig()):
-        self.sandbox = Sandbox(sandbox_config)
-        self._pairs: dict[tuple, tuple[tuple[str, str, str], ...]] = {}
+    def __init__(self, sandbox_config: SandboxConfig | None = None):
+        self.sandbox = Sandbox(sandbox_config or SandboxConfig())
+        self._compiled: dict[tuple, tuple[int, bytes, bytes]] = {}
 
     def __enter__(self) -> Grader:
         return self
@@ -111,18 +112,27 @@ class Grader:
         self.sandbox.close()
 
     # -- planning: which programs one request needs
-    def pairs(self, problem: Problem) -> tuple[tuple[str, str, str], ...]:
-        """The problem's asserts as (call, expected, comparison); GraderError names a bad one."""
-        key = (problem.id, tuple(problem.gt_answer))
-        if key not in self._pairs:
-            out = []
+    def compiled(self, problem: Problem) -> tuple[int, bytes, bytes]:
+        """(number of asserts, marshalled setup code, marshalled (call, expected) code pairs).
+
+        Compiled once per problem (never executed here); GraderError names a bad assert.
+        """
+        key = (problem.id, problem.setup_code, tuple(problem.gt_answer))
+        if key not in self._compiled:
+            pairs = []
             for i, text in enumerate(problem.gt_answer):
                 try:
-                    out.append(split_assert(text))
-                except ValueError as e:
+                    call, expected, _ = split_assert(text)
+                    pairs.append((compile(call, "<call>", "eval", dont_inherit=True),
+                                  compile(expected, "<expected>", "eval", dont_inherit=True)))
+                except (ValueError, SyntaxError) as e:
                     raise GraderError(f"problem {problem.id!r}: gt_answer[{i}]: {e}") from None
-            self._pairs[key] = tuple(out)
-        return self._pairs[key]
+            try:
+                setup = compile(problem.setup_code, "<setup>", "exec", dont_inherit=True)
+            except (ValueError, SyntaxError) as e:
+                raise GraderError(f"problem {problem.id!r}: setup_code: {e}") from None
+            self._compiled[key] = (len(pairs), marshal.dumps(setup), marshal.dumps(tuple(pairs)))
+        return self._compiled[key]
 
     def _plan(self, req: GradeRequest) -> _Plan:
         check_mode(req.mode)
@@ -132,9 +142,8 @@ class Grader:
         if not plan.compiles:
             return plan
         p = req.problem
-        pairs = self.pairs(p)
-        plan.n_asserts = len(pairs)
-        base = {"setup": p.setup_code, "code": ex.code, "pairs": pairs,
+        plan.n_asserts, setup, pairs = self.compiled(p)
+        base = {"setup": setup, "code": ex.code, "pairs": pairs,
                 "marker": _marker(req.mode, markers), "method": p.method_name,
                 "canonical": p.canonical_solution}
         kinds = ["gt"]

@@ -1,8 +1,9 @@
 """The programs the grader runs in the sandbox: the strict oracle and one naive grader per mode.
 
 Every program is `HARNESS_SOURCE` followed by one call ``_main({...})`` whose literal argument
-holds the problem's setup code, the response's code, the ground-truth asserts split into
-(call, expected) pairs, the mode's marker and a fresh random nonce. `_main` takes every
+holds the problem's setup code and its ground-truth asserts split into (call, expected) pairs
+(both compiled once by the grader and shipped marshalled), the response's code, the mode's
+marker and a fresh random nonce. `_main` takes every
 builtin, function and type it needs as default arguments and locals *before* any response code
 runs, and then reads no global name at all (tests check its bytecode), so a response that
 rebinds builtins, patches modules or rewrites `__main__` changes nothing the harness uses.
@@ -27,7 +28,8 @@ import marshal
 
 HARNESS_SOURCE = r'''
 def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__("sys"),
-          _col=__import__("collections"), _th=__import__("_thread"), _gc=__import__("gc")):
+          _col=__import__("collections"), _th=__import__("_thread"), _gc=__import__("gc"),
+          _marshal=__import__("marshal")):
     # ---- capture: trusted references, taken before any response code runs
     _type, _len, _id, _range = _B.type, _B.len, _B.id, _B.range
     _exec, _eval, _compile, _getattr = _B.exec, _B.eval, _B.compile, _B.getattr
@@ -45,6 +47,7 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
     _gettrace, _getprofile = _sys.gettrace, _sys.getprofile
     _start_thread, _new_lock = _th.start_new_thread, _th.allocate_lock
     _gc_disable, _gc_isenabled, _gc_collect = _gc.disable, _gc.isenabled, _gc.collect
+    _loads = _marshal.loads
     _ogetattr = _object.__getattribute__
     _GETSET = _type(_type.__dict__["__dict__"])
     _NUM = {_id(_int), _id(_float), _id(_bool)}
@@ -57,7 +60,8 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
 
     _gc_disable()  # cycles are collected on response threads, so finalizers never run here
     kind, nonce, marker = cfg["kind"], cfg["nonce"], cfg["marker"]
-    pairs, n = cfg["pairs"], _len(cfg["pairs"])
+    pairs = _loads(cfg["pairs"])  # ((call code, expected code), ...) compiled by the grader
+    n = _len(pairs)
     silent = kind in ("gt", "eq_override", "sentinel", "run_tests", "rt_stub", "rt_canonical")
     out_fd = _dup(1)
     if silent:  # the response's own output goes nowhere; only the harness writes the verdict
@@ -76,12 +80,14 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
     # Response code never runs on this (the verdict) thread: trace and profile hooks are per
     # thread, every object the response made is kept alive here (so no finalizer runs here)
     # and cyclic garbage is collected on the response's thread.
-    keep, flags = [], [False]
+    keep, flags, calls_made = [], [False], [0]
 
     def isolated(fn, a, b):
         box = [False, None]
         done = _new_lock()
         done.acquire()
+        calls_made[0] += 1
+        generation = 2 if calls_made[0] % 32 == 1 else 0  # a full collection now and then
 
         def body():
             try:
@@ -90,7 +96,7 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
             except _BaseException as err:
                 box[1] = err
             finally:
-                _gc_collect()
+                _gc_collect(generation)
                 done.release()
 
         _start_thread(body, ())
@@ -225,16 +231,16 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
         return True
 
     # ---- the harness's own namespace: setup helpers, expected values, compiled calls
-    setup = _compile(cfg["setup"], "<setup>", "exec", dont_inherit=True)
+    setup = _loads(cfg["setup"])
     h_ns = fresh("__harness__")
     _exec(setup, h_ns)
     node_types = (_dict_get(h_ns, "ListNode", 0), _dict_get(h_ns, "TreeNode", 0))
     calls, expected = [], []
     for i in _range(n):
-        lhs, rhs, _how = pairs[i]
+        lhs, rhs = pairs[i]
+        _list_append(calls, lhs)
         try:
-            _list_append(calls, _compile(lhs, "<call>", "eval", dont_inherit=True))
-            exp = _eval(_compile(rhs, "<expected>", "eval", dont_inherit=True), h_ns)
+            exp = _eval(rhs, h_ns)
         except _BaseException as err:
             report("HARNESS_ERROR assert %d: %s" % (i, _repr(err)))
         if not supported(exp):

@@ -11,6 +11,7 @@ Every ground-truth assert must have one of the forms the grader can check strict
 from __future__ import annotations
 
 import ast
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,13 +57,14 @@ class Problem:
         return row
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def split_assert(source: str) -> tuple[str, str, str]:
     """Split one ground-truth assert into (call, expected, comparison) source texts.
 
     Accepted forms: ``assert L == R`` (comparison ``"=="``) and ``assert is_same_list(L, R)`` /
     ``assert is_same_tree(L, R)`` (comparison: the helper's name), where `L` calls
     ``Solution()`` and `R` does not mention `Solution`. Anything else raises ValueError: the
-    strict oracle refuses to guess.
+    strict oracle refuses to guess. Results are cached: loading validates, grading reuses.
     """
     try:
         tree = ast.parse(source, mode="exec")
@@ -87,7 +89,7 @@ def split_assert(source: str) -> tuple[str, str, str]:
         raise ValueError("left side does not call Solution()")
     if "Solution" in names(right):
         raise ValueError("expected value mentions Solution")
-    return ast.unparse(left), ast.unparse(right), how
+    return ast.get_source_segment(source, left), ast.get_source_segment(source, right), how
 
 
 def _check_row(row: object, where: str) -> None:
