@@ -117,9 +117,9 @@ def test_per_rollout_parameter_grads_match_one_sample_references():
         batch = grads_of(dep + quar, (logits[i] * weights[i]).sum())
         gate_box[0] = w[i].item()
         one = grads_of(dep + quar, (ref(x[i:i + 1]).logits[0] * weights[i]).sum())  # sample i alone
-        for got, unrouted in zip(batch[: len(dep)], one[: len(dep)]):
+        for got, unrouted in zip(batch[: len(dep)], one[: len(dep)], strict=True):
             torch.testing.assert_close(got, (1 - w[i]) * unrouted, rtol=0, atol=1e-6)
-        for got, expected in zip(batch[len(dep):], one[len(dep):]):
+        for got, expected in zip(batch[len(dep):], one[len(dep):], strict=True):
             torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     # the whole batch's gradient is the sum of the per-rollout ones
     with adapter.routing(*soft_routing(w)):
@@ -174,8 +174,8 @@ def test_w1_step_leaves_deployed_block_unchanged_with_fresh_optimizer():
         model(ids()).logits.pow(2).sum().backward()
     assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in dep)
     opt.step()
-    assert all(torch.equal(p, b) for p, b in zip(dep, before_dep))
-    assert all(not torch.equal(p, b) for p, b in zip(quar, before_quar))
+    assert all(torch.equal(p, b) for p, b in zip(dep, before_dep, strict=True))
+    assert all(not torch.equal(p, b) for p, b in zip(quar, before_quar, strict=True))
 
 
 def test_w1_step_moves_deployed_block_with_momentum_or_weight_decay():
@@ -193,7 +193,7 @@ def test_w1_step_moves_deployed_block_with_momentum_or_weight_decay():
         with adapter.routing(*soft_routing(torch.ones(3))):
             model(ids()).logits.pow(2).sum().backward()
         opt.step()
-        assert any(not torch.equal(p, b) for p, b in zip(dep, before))
+        assert any(not torch.equal(p, b) for p, b in zip(dep, before, strict=True))
 
 
 @pytest.mark.parametrize("which", ["quarantine", "deployed", "subspace"])

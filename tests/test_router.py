@@ -98,14 +98,14 @@ def test_router_gradient_arrives_only_through_w_and_pin_loss():
     (gw,) = torch.autograd.grad(loss, w, retain_graph=True)
     expected = torch.autograd.grad(w, params, grad_outputs=gw, retain_graph=True)
     got = torch.autograd.grad(loss, params, retain_graph=True)
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
     # adapter gradients are the same as with a constant w: nothing flows from the router into them
     adapter_params = adapter.deployed_parameters() + adapter.quarantine_parameters()
     routed = torch.autograd.grad(loss, adapter_params)
     with adapter.routing(*soft_routing(w.detach())):
         constant = torch.autograd.grad(model(x).logits.pow(2).mean(), adapter_params)
-    assert all(torch.equal(a, b) for a, b in zip(routed, constant))
+    assert all(torch.equal(a, b) for a, b in zip(routed, constant, strict=True))
     # the pin loss reaches only router parameters
     pin_loss(router, pooled, pooled + 1.0).backward()
     assert all(p.grad is not None for p in params)

@@ -173,7 +173,7 @@ def pooled_activations(model, tokenizer, adapter, prompts: Sequence[str], comple
     out = []
     for start in range(0, len(prompts), batch_size):
         encoded = [_encode(tokenizer, p, c, system_prompt)
-                   for p, c in zip(prompts[start:start + batch_size], completions[start:start + batch_size])]
+                   for p, c in zip(prompts[start:start + batch_size], completions[start:start + batch_size], strict=True)]
         T = max(len(ids) for ids, _ in encoded)
         input_ids = torch.full((len(encoded), T), pad, dtype=torch.long)  # (b, T)
         attention = torch.zeros(len(encoded), T, dtype=torch.long)  # (b, T)
