@@ -130,7 +130,10 @@ class _Worker:
             buf += chunk
             if need == 4 and len(buf) == 4:
                 need = 4 + struct.unpack(">I", buf)[0]
-        return json.loads(buf[4:])
+        try:
+            return json.loads(buf[4:])
+        except ValueError:  # a garbled reply means a broken worker
+            return None
 
     def kill(self) -> None:
         if self.proc.poll() is None:
