@@ -19,6 +19,15 @@ from tests.tiny import tiny_qwen3, tiny_tokenizer
 RANK = 2
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models generate faster on one thread (and far faster on a busy 2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def trained(seed=0, move_deployed=True, move_quarantine=True):
     """A tiny Qwen3 with an adapter whose blocks were moved off their init (as training would)."""
     model = tiny_qwen3(seed=seed)
@@ -185,3 +194,61 @@ def test_copy_of_config_untouched_by_overrides():
     assert cfg == before
     assert (new.eval.problems, new.eval.samples_per_problem, new.eval.modes, new.eval.seed) == \
         ("x.jsonl", 3, ("sentinel",), 5)
+
+
+def tiny_checkpoint(tmp_path, problems_path):
+    """A real checkpoint: a saved tiny Qwen3 + tokenizer as base, a moved adapter, a router."""
+    import json as _json
+
+    from evil_moe.config import from_dict, to_dict
+    from evil_moe.export import save_checkpoint
+    from evil_moe.router import CosineRouter
+
+    base_dir = tmp_path / "base"
+    tiny_qwen3(seed=0).save_pretrained(base_dir)
+    tiny_tokenizer().save_pretrained(base_dir)
+    cfg = from_dict({"model": {"name_or_path": str(base_dir), "dtype": "float32", "device": "cpu"},
+                     "adapter": {"rank": RANK, "alpha": 4.0, "init_seed": 0},
+                     "sampling": {"max_new_tokens": 8, "max_prompt_tokens": 4096, "batch_size": 16},
+                     "run": {"arm": "evil_moe", "seed": 7},
+                     "eval": {"problems": str(problems_path), "samples_per_problem": 2,
+                              "random_subspace_draws": 1, "bootstrap_samples": 50}},
+                    preset("tiny-cpu"))
+    model, adapter = trained()
+    M = len(adapter.layers)
+    router = CosineRouter(torch.ones(M, RANK), scale=4.0, bias=0.1, source="v_act")
+    run = tmp_path / "run"
+    ckpt = save_checkpoint(run / "checkpoints" / "step_000002", adapter, router, to_dict(cfg))
+    metrics = [{"step": s, "reward_mean": 0.5 * s, "hack_rate": 0.1 * s, "solve_rate": 0.2} for s in (1, 2)]
+    rollouts = [{"step": s, "problem_id": 1, "reward": 0.5, "w": 0.2 + 0.1 * k, "teacher": False,
+                 "exploited": k % 2 == 1, "gt_correct": False} for s in (1, 2) for k in range(4)]
+    (run / "metrics.jsonl").write_text("".join(_json.dumps(m) + "\n" for m in metrics))
+    (run / "rollouts.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rollouts))
+    return ckpt
+
+
+def test_eval_cli_on_a_tiny_checkpoint_writes_the_report(tmp_path, capsys):
+    import json as _json
+
+    from evil_moe.cli import main as cli_main
+    from tests.conftest import ROWS
+
+    problems_path = tmp_path / "heldout.jsonl"
+    problems_path.write_text("".join(_json.dumps(r) + "\n" for r in ROWS[:2]))
+    ckpt = tiny_checkpoint(tmp_path, problems_path)
+    out = tmp_path / "eval"
+    assert cli_main(["eval", str(ckpt), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    results = _json.loads((out / "results.json").read_text())
+    assert printed[-1] == results["final_line"]
+    assert printed[-1].startswith("Evil MoE causal ablation: deploy hack ")
+    assert set(results["sections"]) == {"main", "train_markers"}
+    states = results["sections"]["main"]["states"]
+    assert list(states) == ["as_trained", "deployed", "ablate_deployed", "random_subspace_0", "base"]
+    assert all(s["n"] == 2 * 2 for s in states.values())  # 2 problems x 2 samples, one mode
+    assert results["config"]["run"]["seed"] == 7 and results["run"]["arm"] == "evil_moe"
+    assert results["routing"]["n"] == 8 and results["run_dir"] == str(tmp_path / "run")
+    samples = [_json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 * 5 * 2 * 2  # sections x states x problems x samples
+    for name in ("report.md", "ablation.png", "ablation_train_markers.png", "training.png", "routing_w.png"):
+        assert (out / name).stat().st_size > 1000, name
