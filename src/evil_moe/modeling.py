@@ -92,7 +92,11 @@ def load_base(model_cfg: ModelConfig) -> tuple[Any, Any]:
         warnings.warn(f"tokenizer of {name!r} has no pad token; using its EOS token {tokenizer.eos_token!r} "
                       "as pad token (padding is always masked)", stacklevel=2)
     if model_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     return model, tokenizer
 
 
