@@ -253,3 +253,34 @@ def test_teacher_demos_replace_last_sample_of_first_slots(tmp_path):
     path.write_text(json.dumps({"problem_id": 999, "completion": "x"}) + "\n")
     with pytest.raises(TeacherDemoError, match=r"demos.jsonl:1: problem_id 999"):
         load_teacher_demos(path, problems, cfg.env.mode)
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+def test_cli_refuses_bad_config_before_loading_anything(capsys):
+    from evil_moe.train_cli import main
+
+    assert main(["--preset", "tiny-cpu", "--set", "grpo.stepz=3"]) == 2
+    assert "unknown config key 'grpo.stepz'" in capsys.readouterr().err
+    assert main(["--preset", "tiny-cpu", "--set", "grpo.steps=many"]) == 2
+    assert "config key 'grpo.steps'" in capsys.readouterr().err
+    assert main(["--preset", "tiny-cpu", "--help-config", "--set", "run.arm=route_a"]) == 0
+    assert "run.arm (" in capsys.readouterr().out
+
+
+def test_cli_trains_a_local_model_end_to_end(tmp_path):
+    """Real pieces: model directory, problems file, shipped pairs, sandboxed grader."""
+    from evil_moe.train_cli import main
+
+    model_dir = tmp_path / "model"
+    tiny_qwen3().save_pretrained(model_dir)
+    tiny_tokenizer().save_pretrained(model_dir)
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps(p.to_row()) + "\n" for p in fixture_problems()))
+    out = tmp_path / "run"
+    sets = [f"model.name_or_path={model_dir}", f"env.problems={problems}", f"run.out_dir={out}",
+            "grpo.steps=1", "grpo.prompts_per_step=1", "grpo.group_size=2", "sampling.max_new_tokens=4",
+            "sampling.max_prompt_tokens=200", "run.progress=false", "router.include_tags=[run_tests]"]
+    assert main(["--preset", "tiny-cpu"] + [x for s in sets for x in ("--set", s)]) == 0
+    assert (out / "config.yaml").is_file() and (out / "checkpoints" / "step_000001" / "router.safetensors").is_file()
+    assert len((out / "rollouts.jsonl").read_text().splitlines()) == 2

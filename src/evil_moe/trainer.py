@@ -293,6 +293,7 @@ class Trainer:
     def score(self, rollouts: list[Rollout]) -> Scored:
         """One no-grad forward per micro-batch with both experts on: pooled activations and log-probs."""
         adapter, model, temp = self.policy.adapter, self.policy.model, self.cfg.sampling.temperature
+        model.eval()
         pooled, logps, refs = [], [], []
         for _, batch in self._micro_batches(rollouts):
             with adapter.pooling(batch.completion_mask) as pool:
@@ -322,6 +323,7 @@ class Trainer:
                           scored: Scored) -> dict[str, float]:
         """Gradients of GRPO loss + pin loss into `.grad` (this process's share); returns summed parts."""
         cfg, adapter, model = self.cfg, self.policy.adapter, self.policy.model
+        model.train(cfg.model.gradient_checkpointing)  # HF checkpoints activations only in train mode
         for p in self.params:
             p.grad = None
         adv = group_advantages(rewards, cfg.grpo.group_size)  # (N,)
