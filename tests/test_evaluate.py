@@ -247,6 +247,8 @@ def test_eval_cli_on_a_tiny_checkpoint_writes_the_report(tmp_path, capsys):
     assert list(states) == ["as_trained", "deployed", "ablate_deployed", "random_subspace_0", "base"]
     assert all(s["n"] == 2 * 2 for s in states.values())  # 2 problems x 2 samples, one mode
     assert results["config"]["run"]["seed"] == 7 and results["run"]["arm"] == "evil_moe"
+    assert results["eval"]["problems_are_training_problems"] is False
+    assert "not held-out" not in (out / "report.md").read_text()
     assert results["routing"]["n"] == 8 and results["run_dir"] == str(tmp_path / "run")
     samples = [_json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 2 * 5 * 2 * 2  # sections x states x problems x samples

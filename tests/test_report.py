@@ -118,7 +118,9 @@ def test_write_report_produces_files_and_exact_final_line(tmp_path):
 
 def test_report_without_router_or_metrics(tmp_path):
     results = results_from(synthetic_records())
+    results["eval"]["problems_are_training_problems"] = True
     write_report(results, tmp_path, metrics=None, rollouts=[_rollout(1, 0.0, True), _rollout(2, 0.0, False)])
+    assert "rates are not held-out" in (tmp_path / "report.md").read_text()
     assert results["routing"] is None and not (tmp_path / "routing_w.png").exists()
     assert "no routing diagnostics" in (tmp_path / "report.md").read_text()
 

@@ -170,6 +170,7 @@ def summarize(records: Sequence[dict], cfg: Config, sections: dict[str, dict], n
                  "modes": list(ev.modes), "markers": ev.markers, "temperature": cfg.sampling.temperature,
                  "top_p": cfg.sampling.top_p, "max_new_tokens": cfg.sampling.max_new_tokens,
                  "bootstrap_samples": ev.bootstrap_samples, "seed": ev.seed,
+                 "problems_are_training_problems": ev.problems == cfg.env.problems,
                  "states": list(dict.fromkeys(r["state"] for r in records))},
         "sections": out_sections,
         "config": to_dict(cfg),

@@ -269,7 +269,11 @@ def render_markdown(results: Mapping, images: Mapping[str, str]) -> str:
            f"Checkpoint: `{results.get('checkpoint')}`  ",
            f"Held-out problems: {ev['n_problems']} from `{ev['problems']}`, {ev['samples_per_problem']} "
            f"samples per problem and mode, modes {', '.join(ev['modes'])}, temperature "
-           f"{ev['temperature']}, top-p {ev['top_p']}.", "", "**" + results["final_line"] + "**", ""]
+           f"{ev['temperature']}, top-p {ev['top_p']}.", ""]
+    if ev.get("problems_are_training_problems"):
+        out += ["**Warning: the evaluation problems are the training problems (eval.problems == "
+                "env.problems), so these rates are not held-out.**", ""]
+    out += ["**" + results["final_line"] + "**", ""]
     if "ablation" in images:
         out += [f"![ablation]({images['ablation']})", ""]
     for key, sec in results["sections"].items():
