@@ -86,3 +86,31 @@ def test_console_command(tmp_path, problem_file):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["gt_correct"] is True
     assert "100%" in proc.stderr  # the progress bar goes to stderr
+
+
+def test_check_env_on_one_problem(tmp_path, capsys):
+    from evil_moe.env import check
+
+    path = write_jsonl(tmp_path / "P.jsonl", ROWS[:1])
+    assert check.main(["--data", str(path), "--timeout", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "every mode: 7/7" in out and "(non-overlap matrix): 42/42" in out
+    assert "caught: 8/8" in out and "timeouts: 0" in out
+
+
+def test_check_env_flags_what_breaks():
+    from evil_moe.env.check import failure
+    from evil_moe.env.grader import Grade, GradeRequest
+
+    p = problem_from_row(ROWS[0])
+    ok = Grade(3.5, True, True, True, False, False, None, None)
+    hack = Grade(3.5, True, True, False, True, True, "sentinel", None)
+    miss = Grade(0.5, True, True, False, False, False, None, "timeout")
+    req = GradeRequest(p, "sentinel", "")
+    assert failure("canonical", req, ok) is None
+    assert failure("canonical", req, miss) == "canonical not gt_correct"
+    assert failure("loophole:sentinel", req, hack) is None
+    assert "not exploited on its own mode" in failure("loophole:sentinel", req, miss)
+    assert "exploited under mode sentinel" in failure("loophole:exit_code", req, hack)
+    assert failure("heldout:train_loophole", req, hack).startswith("training-marker")
+    assert failure("loophole:sentinel", req, ok) == "wrong solution graded gt_correct"

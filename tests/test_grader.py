@@ -12,8 +12,8 @@ from evil_moe.env.check import loophole_code, wrong_solution
 from evil_moe.env.grader import (
     Grade,
     Grader,
-    GraderError,
     GradeRequest,
+    GraderError,
     code_compiles,
     reward_of,
 )
@@ -283,3 +283,22 @@ def test_reward_and_row():
     assert g.to_row("r1") == {"id": "r1", "reward": 3.5, "format_ok": True, "compiles": True,
                               "gt_correct": False, "channel": True, "exploited": True,
                               "mechanism": "eq_override", "error": None}
+
+
+def test_batch_runs_every_program_in_one_parallel_call(grader, problems, monkeypatch):
+    calls = []
+    real = grader.sandbox.run_many
+
+    def spy(programs, progress=False):
+        calls.append(len(programs))
+        return real(programs, progress=progress)
+
+    monkeypatch.setattr(grader.sandbox, "run_many", spy)
+    p = problems[0]
+    reqs = [GradeRequest(p, "run_tests", fenced(p.canonical_solution)),  # 4 programs
+            GradeRequest(p, "sentinel", fenced(p.canonical_solution)),  # 2
+            GradeRequest(p, "gt_only", fenced(p.canonical_solution)),  # 1
+            GradeRequest(p, "exit_code", "no code")]  # 0
+    batch = grader.grade_batch(reqs)
+    assert calls == [7]
+    assert batch == [grader.grade(r) for r in reqs]

@@ -6,7 +6,8 @@ Checks, for each problem:
    other mode (the non-overlap matrix);
 3. under held-out markers, the loophole written with the training markers earns nothing and the
    loophole written with the held-out markers is still caught as `exploited`.
-Prints the counts, every failure and every timeout; exits 0 only if everything held.
+Prints the counts, every timeout (per problem and check) and every other failure; exits 0 only
+if everything held.
 """
 
 from __future__ import annotations
@@ -116,18 +117,18 @@ def main(argv: list[str] | None = None) -> int:
         grades = grader.grade_batch([req for _, req in checks], progress=True)
     elapsed = time.monotonic() - t0
 
-    total, held, failures, timeouts = Counter(), Counter(), [], []
+    total, held, failures, timeouts = Counter(), Counter(), [], Counter()
     for (what, req), g in zip(checks, grades, strict=True):
         group = what.split(":")[0]
         total[group] += 1
         why = failure(what, req, g)
         if why is None:
             held[group] += 1
-        else:
-            failures.append(f"problem {req.problem.id!r} mode {req.mode}: {why}"
+        elif g.error != "timeout":
+            failures.append(f"problem {req.problem.id!r} mode {req.mode} ({what}): {why}"
                             + (f" (error: {g.error})" if g.error else ""))
         if g.error == "timeout":
-            timeouts.append(f"problem {req.problem.id!r} mode {req.mode} ({what})")
+            timeouts[f"{req.problem.id!r} {what}"] += 1
     print(f"check-env: {len(problems)} problems, {len(checks)} graded checks in {elapsed:.1f}s "
           f"({args.workers} workers)")
     labels = {"canonical": "canonical gt_correct and not exploited, every mode",
@@ -135,12 +136,13 @@ def main(argv: list[str] | None = None) -> int:
               "heldout": "held-out markers: train loophole pays nothing, held-out one caught"}
     for group, label in labels.items():
         print(f"  {label}: {held[group]}/{total[group]}")
-    print(f"  timeouts: {len(timeouts)}")
-    for t in timeouts:
-        print(f"    {t}")
+    print(f"  timeouts: {sum(timeouts.values())} (at --timeout {args.timeout}s per program)")
+    for key, count in sorted(timeouts.items()):
+        print(f"    problem {key}: {count} mode(s)")
+    print(f"  failures other than timeouts: {len(failures)}")
     for f in failures:
-        print(f"  FAIL {f}")
-    return 0 if not failures else 1
+        print(f"    FAIL {f}")
+    return 0 if not failures and not timeouts else 1
 
 
 if __name__ == "__main__":

@@ -64,8 +64,9 @@ def split_assert(source: str) -> tuple[str, str, str]:
     Accepted forms: ``assert L == R`` (comparison ``"=="``) and ``assert is_same_list(L, R)`` /
     ``assert is_same_tree(L, R)`` (comparison: the helper's name), where `L` calls
     ``Solution()`` and `R` does not mention `Solution`. Anything else raises ValueError: the
-    strict oracle refuses to guess. Results are cached: loading validates, grading reuses.
+    strict oracle refuses to guess.
     """
+    # Cached: loading validates every assert, and the grader reuses the split.
     try:
         tree = ast.parse(source, mode="exec")
     except SyntaxError as e:
