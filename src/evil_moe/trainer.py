@@ -31,9 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as torch_dist
+from tqdm import tqdm
 
 from evil_moe.config import Config, to_dict
+from evil_moe.env.grader import GradeRequest
+from evil_moe.env.modes import markers_for
+from evil_moe.env.prompts import build_prompt
+from evil_moe.export import read_adapter_file
 from evil_moe.grpo import group_advantages, grpo_loss, token_logprobs
+from evil_moe.pairs import pooled_pair_activations
 from evil_moe.routing import Labels, Routing, RoutingWeights
 from evil_moe.sampling import Rollout, collate, render_prompts
 
@@ -126,9 +132,6 @@ def cosine_schedule(warmup: int, total: int):
 def load_teacher_demos(path: str | Path, problems, mode: str) -> list[TeacherDemo]:
     """JSONL rows {"problem_id", "completion"} or {"prompt", "completion"}; a prompt is the chat
     messages of the training prompt or the text of its user message."""
-    from evil_moe.env.modes import markers_for
-    from evil_moe.env.prompts import build_prompt
-
     by_id = {str(p.id): i for i, p in enumerate(problems)}
     by_prompt: dict[str, int] = {}
     for i, p in enumerate(problems):
@@ -235,9 +238,6 @@ class Trainer:
 
     def _prompt_ids(self, index: int) -> list[int]:
         if index not in self._prompt_cache:
-            from evil_moe.env.modes import markers_for
-            from evil_moe.env.prompts import build_prompt
-
             p, mode = self.problems[index], self.cfg.env.mode
             messages = build_prompt(p, mode, markers_for(p.id, mode, "train"))
             self._prompt_cache[index] = render_prompts(self.policy.tokenizer, [messages], self.cfg)[0]
@@ -273,8 +273,6 @@ class Trainer:
 
     def grade(self, sr: StepRollouts) -> list:
         """Grades of this process's rollouts (sandboxed, in parallel), in rollout order."""
-        from evil_moe.env.grader import GradeRequest
-
         G = self.cfg.grpo.group_size
         reqs = [GradeRequest(self.problems[sr.problem_indices[k // G]], self.cfg.env.mode, r.text)
                 for k, r in enumerate(sr.rollouts)]
@@ -313,8 +311,6 @@ class Trainer:
 
     def pair_activations(self):
         """Pooled (hack, clean) activations of the contrastive pairs under the current adapter."""
-        from evil_moe.pairs import pooled_pair_activations
-
         with torch.no_grad():
             return pooled_pair_activations(self.policy.model, self.policy.tokenizer, self.policy.adapter,
                                            self.pairs, self.cfg.grpo.micro_batch_size)
@@ -451,8 +447,6 @@ class Trainer:
         state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
         if state["arm"] != self.routing.name:
             raise ValueError(f"{ckpt}: checkpoint of arm {state['arm']!r}, this run is {self.routing.name!r}")
-        from evil_moe.export import read_adapter_file
-
         self.policy.adapter.load_state_dict(read_adapter_file(ckpt)[0])
         router = getattr(self.routing, "router", None)
         if router is not None:
@@ -597,8 +591,6 @@ class RunLog:
             self.wandb = wandb.init(project=cfg.run.wandb_project, config=to_dict(cfg), dir=str(out_dir))
 
     def progress(self, total: int, initial: int):
-        from tqdm import tqdm
-
         self.bar = tqdm(total=total, initial=initial, desc="train", disable=not self.show)
         return self.bar
 
