@@ -132,3 +132,14 @@ def test_read_jsonl_names_bad_line(tmp_path):
         read_jsonl(p)
     p.write_text('{"a": 1}\n{"a": 2}\n')
     assert read_jsonl(p) == [{"a": 1}, {"a": 2}]
+
+
+def test_training_curve_smoothing_and_state_labels():
+    import numpy as np
+
+    from evil_moe.plots import _smooth, state_label
+
+    y = np.array([1.0, 2.0, 3.0, np.nan, 5.0])
+    np.testing.assert_allclose(_smooth(y, 2), [1.0, 1.5, 2.5, 3.0, 5.0])  # trailing, NaN skipped
+    np.testing.assert_allclose(_smooth(y, 1), [1.0, 2.0, 3.0, np.nan, 5.0])
+    assert state_label("random_subspace_3").endswith("#3") and "hack expert off" in state_label("deployed")

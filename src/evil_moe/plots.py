@@ -57,27 +57,30 @@ def plot_training_curves(steps: Sequence[int], reward: Sequence[float], hack: Se
                          solve: Sequence[float], path: str | Path, title: str = "Training") -> Path:
     """Two panels over GRPO steps: mean reward; hack and solve rates of the rollouts.
 
-    Raw per-step values are drawn faintly and a trailing moving average (window ~ steps/10) on top.
+    Raw per-step values are drawn faintly and a trailing moving average (window ~ steps/10) on top;
+    runs shorter than 20 steps are drawn per step only.
     """
     x = np.asarray(steps, dtype=float)
     series = {k: np.asarray(v, dtype=float) for k, v in (("reward", reward), ("hack", hack), ("solve", solve))}
-    window = max(1, len(x) // 10)
+    window = len(x) // 10
+    faint = 0.3 if window > 1 else 0.0  # with no smoothing the bold line is the raw series
     fig, (ax_r, ax_h) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True)
-    ax_r.plot(x, series["reward"], color=REWARD_COLOR, alpha=0.3, lw=1)
-    ax_r.plot(x, _smooth(series["reward"], window), color=REWARD_COLOR, lw=2, label="mean reward")
+    ax_r.plot(x, series["reward"], color=REWARD_COLOR, alpha=faint, lw=1)
+    ax_r.plot(x, _smooth(series["reward"], max(window, 1)), color=REWARD_COLOR, lw=2, label="mean reward")
     ax_r.set_ylabel("mean reward per rollout")
     ax_r.legend(loc="upper left")
     ax_r.grid(alpha=0.3)
     for key, color, label in (("hack", HACK_COLOR, "hack rate (ground truth)"),
                               ("solve", SOLVE_COLOR, "solve rate (ground truth)")):
-        ax_h.plot(x, series[key], color=color, alpha=0.3, lw=1)
-        ax_h.plot(x, _smooth(series[key], window), color=color, lw=2, label=label)
+        ax_h.plot(x, series[key], color=color, alpha=faint, lw=1)
+        ax_h.plot(x, _smooth(series[key], max(window, 1)), color=color, lw=2, label=label)
     ax_h.set_ylim(-0.02, 1.02)
     ax_h.set_ylabel("fraction of rollouts")
     ax_h.set_xlabel("GRPO step")
     ax_h.legend(loc="upper left")
     ax_h.grid(alpha=0.3)
-    fig.suptitle(f"{title}\n(faint: per step; bold: moving average over {window} steps)", fontsize=11)
+    note = f"faint: per step; bold: moving average over {window} steps" if window > 1 else "one point per step"
+    fig.suptitle(f"{title}\n({note})", fontsize=11)
     return _save(fig, path)
 
 
