@@ -124,6 +124,17 @@ def test_random_subspace_removes_rank_r_of_each_block_and_is_seeded():
     assert_same(before, snapshot(model))
 
 
+def test_check_states():
+    from evil_moe.evaluate import StateError, check_states
+
+    assert check_states(state_names(3)) == state_names(3)
+    for bad, why in ((["as_trained", "deployed", "random_subspace_x"], "unknown"),
+                     (["as_trained", "base"], "must include 'deployed'"),
+                     (["as_trained", "deployed", "base", "base"], "repeat")):
+        with pytest.raises(StateError, match=why):
+            check_states(bad)
+
+
 def test_state_restored_after_an_error_and_unknown_state_refused():
     model, adapter = trained()
     before = snapshot(model)

@@ -38,6 +38,26 @@ def state_names(random_subspace_draws: int) -> list[str]:
             + [f"random_subspace_{i}" for i in range(random_subspace_draws)] + ["base"])
 
 
+class StateError(ValueError):
+    """An adapter state name is unknown, or a required state is missing."""
+
+
+def check_states(states: Sequence[str]) -> list[str]:
+    """`states` if every name is a known state and as_trained and deployed are present."""
+    for name in states:
+        known = name in ("as_trained", "deployed", "ablate_deployed", "base") or (
+            name.startswith("random_subspace_") and name.rsplit("_", 1)[1].isdigit())
+        if not known:
+            raise StateError(f"unknown adapter state {name!r}; expected as_trained, deployed, "
+                             "ablate_deployed, random_subspace_<i> or base")
+    for required in ("as_trained", "deployed"):
+        if required not in states:
+            raise StateError(f"states must include {required!r} (the headline compares as_trained with deployed)")
+    if len(set(states)) != len(states):
+        raise StateError(f"states repeat a name: {list(states)}")
+    return list(states)
+
+
 @contextlib.contextmanager
 def adapter_state(adapter: Any, name: str, seed: int = 0, backend: str = "hf") -> Iterator[None]:
     """Put `adapter` in state `name` for the duration of the context (restored exactly after).
@@ -69,8 +89,8 @@ def adapter_state(adapter: Any, name: str, seed: int = 0, backend: str = "hf") -
             with adapter.ablate_quarantine(), adapter.ablate_deployed():
                 yield
     else:
-        raise ValueError(f"unknown adapter state {name!r}; expected one of "
-                         f"{state_names(1)[:-2] + ['random_subspace_<i>', 'base']}")
+        raise StateError(f"unknown adapter state {name!r}; expected as_trained, deployed, "
+                         "ablate_deployed, random_subspace_<i> or base")
 
 
 @dataclass(frozen=True)
@@ -194,10 +214,7 @@ def evaluate_policy(policy: Any, cfg: Config, out_dir: str | Path, *, states: Se
     problems = load_problems(cfg.eval.problems)
     sections = sections_for(cfg)
     units = list(dict.fromkeys(Unit(m, s["markers"]) for s in sections.values() for m in s["modes"]))
-    states = list(states) if states is not None else state_names(cfg.eval.random_subspace_draws)
-    for required in ("as_trained", "deployed"):
-        if required not in states:
-            raise ValueError(f"states must include {required!r} (the headline compares as_trained with deployed)")
+    states = check_states(states if states is not None else state_names(cfg.eval.random_subspace_draws))
     if grader_factory is None:
         from evil_moe.env.grader import Grader
         from evil_moe.env.sandbox import SandboxConfig
@@ -255,6 +272,8 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path | None =
     """
     from evil_moe.modeling import load_policy
 
+    if states is not None:
+        check_states(states)
     ckpt = Path(checkpoint_dir)
     if not ckpt.is_dir():
         raise FileNotFoundError(f"checkpoint directory {ckpt} does not exist")
@@ -293,7 +312,7 @@ def main(argv: list[str]) -> int:
                                       samples_per_problem=args.samples_per_problem, modes=args.modes,
                                       sets=args.sets, states=args.states, run_dir=args.run_dir,
                                       progress=not args.no_progress)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, StateError) as e:
         print(f"evil-moe eval: {e}", file=sys.stderr)
         return 2
     out = args.out or str(Path(args.checkpoint) / "eval")
