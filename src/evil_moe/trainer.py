@@ -526,7 +526,7 @@ def build_trainer(cfg: Config, grader, dist: Dist | None = None) -> Trainer:
     problems = load_problems(cfg.env.problems)
     pairs, pair_pooled = None, None
     if cfg.run.arm not in ("none", "oracle"):
-        pairs = select_pairs(load_pairs(cfg.router.pairs), cfg.router.include_tags, cfg.router.exclude_tags)
+        pairs = select_pairs(load_pairs(cfg.router.pairs), cfg.router.include_tags or None, cfg.router.exclude_tags)
         with torch.no_grad():
             pair_pooled = pooled_pair_activations(policy.model, policy.tokenizer, policy.adapter, pairs,
                                                   cfg.grpo.micro_batch_size)
