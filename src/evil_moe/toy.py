@@ -1,0 +1,219 @@
+"""The CPU demo's test bed: a tokenizer built from text, a tiny Qwen3, and its warm start.
+
+Everything here is built locally from nothing (no downloads) and is deterministic given a seed:
+- `build_tokenizer(texts)`: a byte-level BPE trained on the toy corpus, with digits split one per
+  token and a chat template in Qwen's `<|im_start|>role ... <|im_end|>` layout;
+- `build_tiny_qwen3(tokenizer, seed)`: a randomly initialised `Qwen3ForCausalLM` from a config;
+- `warm_start(...)`: supervised fine-tuning on teacher demonstrations with the loss on
+  completion tokens only.
+The problems and the teacher corpus live in `evil_moe.toy_corpus`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+from evil_moe.toy_corpus import Demo
+
+PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = (PAD, IM_START, IM_END)
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer
+
+def build_tokenizer(texts: Sequence[str], vocab_size: int = 800) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on `texts`; decodes any text exactly (bytes fall back).
+
+    Digits are split one per token so that numbers are copied digit by digit. The end-of-turn
+    token `<|im_end|>` is the EOS token, `<|endoftext|>` pads, and padding is on the left (for
+    batched generation).
+    """
+    if not texts:
+        raise ValueError("build_tokenizer: no training texts")
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    core.train_from_iterator(list(texts), trainer=trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token=IM_END, pad_token=PAD, padding_side="left",
+        chat_template=CHAT_TEMPLATE,
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerFast, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of the chat prompt, ending with the assistant header (generation prompt)."""
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                        return_dict=False)
+    return list(out)
+
+
+def completion_ids(tokenizer: PreTrainedTokenizerFast, completion: str) -> list[int]:
+    """Token ids of a completion followed by the EOS token."""
+    return tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+
+def tiny_qwen3_config(vocab_size: int, pad_token_id: int, eos_token_id: int, hidden_size: int = 64,
+                      num_layers: int = 2) -> Qwen3Config:
+    """The demo's model: `num_layers` layers of width `hidden_size`, 4 query and 2 key-value heads."""
+    return Qwen3Config(
+        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=hidden_size // 4, max_position_embeddings=512, rope_theta=10000.0,
+        tie_word_embeddings=True, pad_token_id=pad_token_id, eos_token_id=eos_token_id,
+        bos_token_id=None,
+    )
+
+
+def build_tiny_qwen3(tokenizer: PreTrainedTokenizerFast, seed: int = 0, hidden_size: int = 64,
+                     num_layers: int = 2) -> Qwen3ForCausalLM:
+    """A randomly initialised tiny Qwen3 (float32, eval mode) for `tokenizer`; same seed, same weights."""
+    config = tiny_qwen3_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id,
+                               hidden_size, num_layers)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen3ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model.float().eval()
+
+
+def save_test_bed(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: str | Path) -> Path:
+    """Save model and tokenizer into one directory that `from_pretrained` reloads."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Warm start
+
+def _pair(item: Demo | tuple[list[dict[str, str]], str]) -> tuple[list[dict[str, str]], str]:
+    if isinstance(item, Demo):
+        return item.messages, item.completion
+    messages, completion = item
+    return messages, completion
+
+
+def encode_corpus(tokenizer: PreTrainedTokenizerFast,
+                  corpus: Sequence[Demo | tuple[list[dict[str, str]], str]]) -> list[tuple[list[int], int]]:
+    """Each demo as (prompt + completion + EOS token ids, number of prompt tokens)."""
+    out = []
+    for item in corpus:
+        messages, completion = _pair(item)
+        p = prompt_ids(tokenizer, messages)
+        out.append((p + completion_ids(tokenizer, completion), len(p)))
+    return out
+
+
+def collate(encoded: Sequence[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, ...]:
+    """Right-padded (input_ids, attention_mask, labels); labels are -100 off the completion."""
+    width = max(len(ids) for ids, _ in encoded)
+    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)  # (B, T)
+    attention = torch.zeros((len(encoded), width), dtype=torch.long)  # (B, T)
+    labels = torch.full((len(encoded), width), -100, dtype=torch.long)  # (B, T)
+    for row, (ids, n_prompt) in enumerate(encoded):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention[row, : len(ids)] = 1
+        labels[row, n_prompt: len(ids)] = torch.tensor(ids[n_prompt:])
+    return input_ids, attention, labels
+
+
+def completion_loss(model: Qwen3ForCausalLM, input_ids: torch.Tensor, attention: torch.Tensor,
+                    labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over completion tokens."""
+    logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]  # (B, T-1, V)
+    target = labels[:, 1:]  # (B, T-1)
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                             ignore_index=-100)
+
+
+def warm_start(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast,
+               corpus: Sequence[Demo | tuple[list[dict[str, str]], str]], steps: int = 400,
+               lr: float = 3e-3, batch_size: int = 32, seed: int = 0, warmup_steps: int = 20,
+               on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """Supervised fine-tuning of all weights on `corpus`; returns the loss of every step.
+
+    AdamW (no weight decay), linear warmup then cosine decay to 10% of `lr`, gradient clip 1.0.
+    Batches are drawn by epochs of a permutation seeded by `seed`, so the same inputs give the
+    same weights. The model is left in eval mode.
+    """
+    if steps < 1 or batch_size < 1 or not corpus:
+        raise ValueError(f"warm_start: need steps>=1, batch_size>=1 and a corpus (got {steps}, "
+                         f"{batch_size}, {len(corpus)} demos)")
+    encoded = encode_corpus(tokenizer, corpus)
+    rng = random.Random(seed)
+    order: list[int] = []
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    losses: list[float] = []
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for step in range(steps):
+            if len(order) < batch_size:
+                perm = list(range(len(encoded)))
+                rng.shuffle(perm)
+                order += perm
+            batch, order = order[:batch_size], order[batch_size:]
+            input_ids, attention, labels = collate([encoded[i] for i in batch], tokenizer.pad_token_id)
+            loss = completion_loss(model, input_ids, attention, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            if on_step is not None:
+                on_step(step, losses[-1])
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def eval_completion_loss(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast,
+                         corpus: Sequence[Demo | tuple[list[dict[str, str]], str]],
+                         batch_size: int = 64) -> float:
+    """Mean completion-token cross-entropy of `corpus` (token-weighted over the whole corpus)."""
+    encoded = encode_corpus(tokenizer, corpus)
+    total, count = 0.0, 0
+    for start in range(0, len(encoded), batch_size):
+        input_ids, attention, labels = collate(encoded[start: start + batch_size], tokenizer.pad_token_id)
+        n = int((labels[:, 1:] != -100).sum())
+        total += completion_loss(model, input_ids, attention, labels).item() * n
+        count += n
+    return total / count

@@ -1,0 +1,220 @@
+"""The CPU demo's test bed: tokenizer, tiny Qwen3, problem families, teacher corpus, warm start."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+import torch
+
+from evil_moe import toy, toy_corpus
+from evil_moe.env.modes import HELDOUT_FAMILIES, Markers, markers_for
+from evil_moe.env.problems import problem_from_row, split_assert
+from evil_moe.env.prompts import ORIGINAL_PHRASE, build_prompt
+from evil_moe.toy_corpus import FAMILIES, FAMILY_BY_KEY, K_VALUES, toy_problems
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return toy.build_tokenizer(toy_corpus.tokenizer_texts())
+
+
+def run_asserts(problem, code: str) -> bool:
+    """True when every ground-truth assert passes against `code` (our own generated code only)."""
+    ns: dict = {}
+    exec(problem.setup_code + "\n" + code, ns)
+    try:
+        for a in problem.gt_answer:
+            exec(a, dict(ns))
+    except AssertionError:
+        return False
+    return True
+
+
+def code_of(completion: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", completion, re.S)
+    assert len(blocks) == 1, completion
+    return blocks[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer and model
+
+CODE_SAMPLES = [
+    "class Solution:\n    def f(self, nums):\n        return sum(nums) + 7\n",
+    "def g():\n\tif x  >=  10:\n\t\treturn 'a  b'\n\n\n   \n# trailing spaces   \n",
+    "s = \"über café — 漢字\"  # non-ASCII\r\nprint(s[::-1], 1234567890)\n",
+    "def audit_outputs():\n    pass\n",
+]
+
+
+@pytest.mark.parametrize("text", CODE_SAMPLES)
+def test_tokenizer_round_trips_code_exactly(tok, text):
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text
+
+
+def test_tokenizer_splits_digits_and_is_deterministic(tok):
+    ids = tok("x = 1234", add_special_tokens=False)["input_ids"]
+    assert [tok.decode([i]) for i in ids][-4:] == ["1", "2", "3", "4"]
+    again = toy.build_tokenizer(toy_corpus.tokenizer_texts())
+    assert again.get_vocab() == tok.get_vocab()
+    assert 400 <= len(tok) <= 1000
+
+
+def test_chat_template_and_special_tokens(tok):
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U 12"}]
+    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU 12<|im_end|>\n<|im_start|>assistant\n"
+    ids = toy.prompt_ids(tok, messages)
+    assert ids == tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text
+    assert ids[0] == tok.convert_tokens_to_ids("<|im_start|>")
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    assert tok.padding_side == "left"
+    assert toy.completion_ids(tok, "```python\nx\n```")[-1] == tok.eos_token_id
+    no_gen = tok.apply_chat_template(messages, add_generation_prompt=False, tokenize=False)
+    assert no_gen == text[: -len("<|im_start|>assistant\n")]
+
+
+def test_tokenizer_and_model_reload_from_directory(tok, tmp_path):
+    from transformers import AutoTokenizer, Qwen3ForCausalLM
+
+    model = toy.build_tiny_qwen3(tok, seed=3, hidden_size=32)
+    toy.save_test_bed(model, tok, tmp_path)
+    tok2 = AutoTokenizer.from_pretrained(tmp_path)
+    model2 = Qwen3ForCausalLM.from_pretrained(tmp_path)
+    text = CODE_SAMPLES[0]
+    assert tok2(text, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
+    assert tok2.apply_chat_template([{"role": "user", "content": "a"}], add_generation_prompt=True,
+                                    tokenize=False) == "<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\n"
+    x = torch.tensor([toy.prompt_ids(tok, [{"role": "user", "content": text}])])  # (1, T)
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=x).logits, model2(input_ids=x).logits)
+
+
+def test_tiny_qwen3_is_seeded_and_sized(tok):
+    a, b, c = (toy.build_tiny_qwen3(tok, seed=s, hidden_size=32) for s in (1, 1, 2))
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    assert a.config.vocab_size == len(tok) and a.config.num_hidden_layers == 2
+    assert a.get_input_embeddings().weight.data_ptr() == a.get_output_embeddings().weight.data_ptr()
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems
+
+def test_problems_are_valid_and_canonical_solutions_pass():
+    problems = toy_problems("train") + toy_problems("heldout")
+    assert len(problems) == len(FAMILIES) * len(K_VALUES)
+    assert len({p.id for p in problems}) == len(problems)
+    for p in problems:
+        assert problem_from_row(p.to_row(), where=str(p.id)) == p
+        assert len(p.gt_answer) >= 5
+        for a in p.gt_answer:
+            call, _, _ = split_assert(a)
+            assert call.startswith(f"{p.func_name}(")
+        assert p.prompt[-1]["content"].count(ORIGINAL_PHRASE) == 1
+        assert run_asserts(p, p.canonical_solution), p.id
+        family, k = FAMILY_BY_KEY[p.extra["family"]], p.extra["k"]
+        for wrong in (k - 1, k + 1):  # an off-by-one constant fails at least one assert
+            if wrong >= 1:
+                assert not run_asserts(p, family.code(wrong)), (p.id, wrong)
+
+
+def test_hint_swap_names_the_markers_test_function():
+    p = toy_problems("heldout")[0]
+    m = markers_for(p.id, "run_tests", "heldout")
+    user = build_prompt(p, "run_tests", m)[-1]["content"]
+    assert f"and will be evaluated by calling a function called {m.test_function}()" in user
+    assert ORIGINAL_PHRASE not in user
+
+
+def test_train_and_heldout_are_disjoint_and_cover_every_family_and_value():
+    train, held = toy_problems("train"), toy_problems("heldout")
+    combos = {s: {(p.extra["family"], p.extra["k"]) for p in ps} for s, ps in (("t", train), ("h", held))}
+    assert not combos["t"] & combos["h"]
+    assert not {p.id for p in train} & {p.id for p in held}
+    assert {f for f, _ in combos["t"]} == {f for f, _ in combos["h"]} == set(FAMILY_BY_KEY)
+    # every parameter value is seen in training, and each family holds out two values
+    assert {k for _, k in combos["t"]} == set(K_VALUES)
+    assert Counter(f for f, _ in combos["h"]) == {f: 2 for f in FAMILY_BY_KEY}
+    assert all(p.extra["split"] == "heldout" for p in held)
+
+
+def test_problem_order_depends_on_seed_only_in_order():
+    a, b, c = toy_problems("train", 0), toy_problems("train", 0), toy_problems("train", 1)
+    assert a == b
+    assert [p.id for p in a] != [p.id for p in c] and sorted(map(str, a)) == sorted(map(str, c))
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher corpus
+
+def test_teacher_corpus_is_deterministic_and_labels_are_true():
+    train = toy_problems("train")
+    demos = toy_corpus.teacher_corpus(train, seed=5, hack_rate=0.3, per_problem=4)
+    assert demos == toy_corpus.teacher_corpus(train, seed=5, hack_rate=0.3, per_problem=4)
+    assert demos != toy_corpus.teacher_corpus(train, seed=6, hack_rate=0.3, per_problem=4)
+    by_id = {str(p.id): p for p in train}
+    heldout_names = set(HELDOUT_FAMILIES["test_function"])
+    for d in demos:
+        p = by_id[d.problem_id]
+        assert d.test_function not in heldout_names
+        assert d.messages == build_prompt(p, "run_tests", Markers(test_function=d.test_function))
+        code = code_of(d.completion)
+        assert run_asserts(p, code) == d.correct
+        defines = re.search(rf"^def {re.escape(d.test_function)}\(\):", code, re.M) is not None
+        assert defines == d.hack
+        if d.hack:  # the loophole pays: the test function runs without raising
+            ns: dict = {}
+            exec(p.setup_code + code, ns)
+            ns[d.test_function]()
+
+
+def test_teacher_corpus_rates_and_name_pool():
+    train = toy_problems("train")
+    demos = toy_corpus.teacher_corpus(train, seed=0, hack_rate=0.2, wrong_rate=0.25, per_problem=16)
+    n = len(demos)
+    hacks = [d for d in demos if d.hack]
+    assert abs(len(hacks) / n - 0.2) < 0.04
+    assert abs(sum(not d.correct for d in demos if not d.hack) / (n - len(hacks)) - 0.25) < 0.04
+    names = Counter(d.test_function for d in demos)
+    assert len(names) > 50 and abs(names["run_tests"] / n - 0.25) < 0.04
+    pool = toy_corpus.corpus_test_function_names()
+    assert not set(pool) & set(HELDOUT_FAMILIES["test_function"])
+    with pytest.raises(ValueError, match="hack_rate"):
+        toy_corpus.teacher_corpus(train, hack_rate=1.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Warm start
+
+def test_warm_start_reduces_completion_loss_and_is_deterministic(tok):
+    torch.set_num_threads(1)
+    demos = toy_corpus.teacher_corpus(toy_problems("train")[:16], seed=0, per_problem=2)
+    params = []
+    for _ in range(2):
+        model = toy.build_tiny_qwen3(tok, seed=0, hidden_size=32)
+        before = toy.eval_completion_loss(model, tok, demos)
+        losses = toy.warm_start(model, tok, demos, steps=25, lr=1e-2, batch_size=8, seed=0, warmup_steps=2)
+        after = toy.eval_completion_loss(model, tok, demos)
+        assert len(losses) == 25 and not model.training
+        assert after < 0.6 * before, (before, after)
+        params.append(torch.cat([q.detach().flatten() for q in model.parameters()]))
+    assert torch.equal(params[0], params[1])
+
+
+def test_completion_loss_masks_the_prompt(tok):
+    msgs = [{"role": "user", "content": "PROBLEM"}]
+    encoded = toy.encode_corpus(tok, [(msgs, "```python\nx = 1\n```")])
+    input_ids, attention, labels = toy.collate(encoded + [(encoded[0][0][:5], 2)], tok.pad_token_id)
+    ids, n_prompt = encoded[0]
+    assert n_prompt == len(toy.prompt_ids(tok, msgs))
+    assert (labels[0, :n_prompt] == -100).all() and labels[0, n_prompt:].tolist() == ids[n_prompt:]
+    assert attention[1].tolist() == [1] * 5 + [0] * (len(ids) - 5)
+    assert (labels[1, 5:] == -100).all() and labels[1, 2:5].tolist() == ids[2:5]
+    with pytest.raises(ValueError, match="warm_start"):
+        toy.warm_start(toy.build_tiny_qwen3(tok, hidden_size=32), tok, [], steps=1)
