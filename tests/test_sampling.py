@@ -195,15 +195,21 @@ def test_generate_equals_a_no_cache_reference_and_stops_at_eos(policy, prompts):
         boost.remove()
 
 
-def test_generate_restores_mode_and_generation_config(policy, prompts):
+def test_generate_ignores_the_models_generation_defaults_and_restores_them(policy, prompts):
     model = policy.model
+    gen = HFGenerator(policy, _cfg(max_new_tokens=6).sampling)
+    plain = _ids(gen.generate(prompts[:2], 2, seed=0))
     saved = model.generation_config
+    model.generation_config = saved.__class__(**saved.to_dict())
+    model.generation_config.update(repetition_penalty=5.0, top_k=1, no_repeat_ngram_size=1)
+    altered = model.generation_config
     model.train()
     try:
-        HFGenerator(policy, _cfg(max_new_tokens=2).sampling).generate(prompts[:1], 1, seed=0)
-        assert model.training and model.generation_config is saved
+        assert _ids(gen.generate(prompts[:2], 2, seed=0)) == plain
+        assert model.training and model.generation_config is altered
     finally:
         model.eval()
+        model.generation_config = saved
 
 
 def test_generate_rejects_bad_requests(policy, prompts):
