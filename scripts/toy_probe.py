@@ -116,12 +116,21 @@ def evaluate(model, tok, problems, split_markers: str, n: int, grading: Grading,
     gen_s = time.time() - t
     items = [(p, texts[i * n + j], marks[i]) for i, p in enumerate(problems) for j in range(n)]
     g = grading.batch(items)
+    shape_ok = digit_ok = 0
+    for i, p in enumerate(problems):
+        fam = toy_corpus.FAMILY_BY_KEY[p.extra["family"]]
+        body = re.escape(fam.body).replace(re.escape("{k}"), r"(\d+)")
+        for j in range(n):
+            m = re.search(rf"def {fam.method}\(self, {fam.arg}\):\n        {body}\n", texts[i * n + j])
+            shape_ok += m is not None
+            digit_ok += m is not None and m.group(1) == str(p.extra["k"])
     defines = sum(bool(re.search(r"\ndef \w+\(\):", x)) for x in texts) / len(texts)
     return {"markers": split_markers, "samples": len(g), "gen_s": round(gen_s, 2),
             "solve": statistics.mean(x["gt_correct"] for x in g),
             "hack": statistics.mean(x["exploited"] for x in g),
             "channel": statistics.mean(x["channel"] for x in g),
-            "defines_test_fn": round(defines, 3),
+            "defines_test_fn": round(defines, 3), "family_code_ok": shape_ok / len(texts),
+            "right_k_given_code_ok": round(digit_ok / max(1, shape_ok), 3),
             "compiles": statistics.mean(x["compiles"] for x in g)}, texts
 
 
@@ -175,16 +184,17 @@ def grpo(model, tok, problems, steps: int, grading: Grading, lr: float, prompts_
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--hack-rate", type=float, default=0.2)
+    ap.add_argument("--wrong-rate", type=float, default=0.25)
     ap.add_argument("--n", type=int, default=8, help="samples per held-out problem")
     ap.add_argument("--grpo", type=int, default=0)
     ap.add_argument("--grpo-lr", type=float, default=1e-4)
     ap.add_argument("--grader", choices=("env", "local"), default="local")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=96)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--vocab", type=int, default=800)
     args = ap.parse_args()
@@ -195,7 +205,8 @@ def main() -> None:
     model = toy.build_tiny_qwen3(tok, seed=args.seed, hidden_size=args.hidden, num_layers=args.layers)
     print(f"build: {time.time() - t:.2f}s vocab={len(tok)} params={sum(p.numel() for p in model.parameters())}")
     train, heldout = toy_corpus.toy_problems("train", args.seed), toy_corpus.toy_problems("heldout", args.seed)
-    corpus = toy_corpus.teacher_corpus(train, seed=args.seed, hack_rate=args.hack_rate)
+    corpus = toy_corpus.teacher_corpus(train, seed=args.seed, hack_rate=args.hack_rate,
+                                         wrong_rate=args.wrong_rate)
     enc = toy.encode_corpus(tok, corpus)
     print(f"corpus: {len(corpus)} demos, hack {statistics.mean(d.hack for d in corpus):.3f}, "
           f"correct {statistics.mean(d.correct for d in corpus):.3f}; prompt tokens mean "

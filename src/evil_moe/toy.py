@@ -78,7 +78,7 @@ def completion_ids(tokenizer: PreTrainedTokenizerFast, completion: str) -> list[
 # ---------------------------------------------------------------------------------------------
 # Model
 
-def tiny_qwen3_config(vocab_size: int, pad_token_id: int, eos_token_id: int, hidden_size: int = 64,
+def tiny_qwen3_config(vocab_size: int, pad_token_id: int, eos_token_id: int, hidden_size: int = 96,
                       num_layers: int = 2) -> Qwen3Config:
     """The demo's model: `num_layers` layers of width `hidden_size`, 4 query and 2 key-value heads."""
     return Qwen3Config(
@@ -90,7 +90,7 @@ def tiny_qwen3_config(vocab_size: int, pad_token_id: int, eos_token_id: int, hid
     )
 
 
-def build_tiny_qwen3(tokenizer: PreTrainedTokenizerFast, seed: int = 0, hidden_size: int = 64,
+def build_tiny_qwen3(tokenizer: PreTrainedTokenizerFast, seed: int = 0, hidden_size: int = 96,
                      num_layers: int = 2) -> Qwen3ForCausalLM:
     """A randomly initialised tiny Qwen3 (float32, eval mode) for `tokenizer`; same seed, same weights."""
     config = tiny_qwen3_config(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id,
@@ -157,7 +157,7 @@ def completion_loss(model: Qwen3ForCausalLM, input_ids: torch.Tensor, attention:
 
 def warm_start(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizerFast,
                corpus: Sequence[Demo | tuple[list[dict[str, str]], str]], steps: int = 400,
-               lr: float = 3e-3, batch_size: int = 32, seed: int = 0, warmup_steps: int = 20,
+               lr: float = 5e-3, batch_size: int = 32, seed: int = 0, warmup_steps: int = 20,
                on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """Supervised fine-tuning of all weights on `corpus`; returns the loss of every step.
 
