@@ -187,7 +187,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--hack-rate", type=float, default=0.2)
-    ap.add_argument("--wrong-rate", type=float, default=0.25)
+    ap.add_argument("--wrong-rate", type=float, default=0.45)
     ap.add_argument("--n", type=int, default=8, help="samples per held-out problem")
     ap.add_argument("--grpo", type=int, default=0)
     ap.add_argument("--grpo-lr", type=float, default=1e-4)

@@ -214,7 +214,7 @@ class Demo:
 
 
 def teacher_corpus(problems: Sequence[Problem], seed: int = 0, hack_rate: float = 0.2,
-                   wrong_rate: float = 0.25, hack_wrong_rate: float = 0.7,
+                   wrong_rate: float = 0.45, hack_wrong_rate: float = 0.7,
                    per_problem: int = 16, run_tests_share: float = 0.25) -> list[Demo]:
     """Teacher demonstrations for warm start: `per_problem` per problem, shuffled by `seed`.
 
