@@ -74,8 +74,8 @@ def problems() -> list[Problem]:
     return [problem_from_row(r, f"fixture:{i + 1}") for i, r in enumerate(ROWS)]
 
 
-@pytest.fixture(scope="session")
-def grader():
+@pytest.fixture(scope="module")
+def grader():  # per module, so no sandbox worker outlives the module that used it
     from evil_moe.env.grader import Grader
     from evil_moe.env.sandbox import SandboxConfig
 
