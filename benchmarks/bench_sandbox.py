@@ -101,15 +101,22 @@ def cpu_since(c0: tuple[float, float]) -> tuple[float, float]:
     return c1[0] - c0[0], c1[1] - c0[1]
 
 
-def run_ours(config: SandboxConfig, reqs: list[GradeRequest]) -> tuple[list, float, tuple, str]:
-    """Grades, wall seconds of the batch, CPU seconds of everything (worker start-up included)."""
+def run_ours(config: SandboxConfig, reqs: list[GradeRequest]) -> tuple[list, float, tuple, str, int]:
+    """Grades, wall seconds of the batch, CPU seconds of everything (worker start-up included),
+    the isolation in force and the number of programs run."""
     c0 = cpu_s()
     with Grader(config) as grader:
         iso = ", ".join(k for k, v in grader.sandbox.isolation.items() if v)
+        count, run_many = [0], grader.sandbox.run_many
+
+        def counting(programs, progress=False):
+            count[0] += len(programs)
+            return run_many(programs, progress=progress)
+        grader.sandbox.run_many = counting
         t0 = time.perf_counter()
         grades = grader.grade_batch(reqs)
         wall = time.perf_counter() - t0
-    return grades, wall, cpu_since(c0), iso  # workers are reaped at close: their CPU counts
+    return grades, wall, cpu_since(c0), iso, count[0]  # workers are reaped at close: their CPU counts
 
 
 def run_naive(config: SandboxConfig, reqs: list[GradeRequest],
@@ -135,11 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     problems = load_problems(args.problems)[: args.limit]
     reqs = requests_for(problems)
     config = SandboxConfig(workers=args.workers, require_isolation=True)
-    with Grader(config) as grader:
-        n_programs = sum(len(grader._plan(r).programs) for r in reqs)
-    print(f"{len(problems)} problems, {len(reqs)} responses, {n_programs} programs, "
+    print(f"{len(problems)} problems, {len(reqs)} responses, "
           f"{args.workers} workers, load average {os.getloadavg()[0]:.1f}")
-    ours, t_ours, cpu_ours, iso = run_ours(config, reqs)
+    ours, t_ours, cpu_ours, iso, n_programs = run_ours(config, reqs)
+    print(f"programs run per batch: {n_programs}")
     naive, t_naive, cpu_naive = run_naive(config, reqs, args.naive_timeout_factor)
     print(f"isolation: {iso}")
     rows_ours = [g.to_row(i) for i, g in enumerate(ours)]

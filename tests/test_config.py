@@ -33,6 +33,7 @@ def test_set_overrides_are_typed():
     cfg = load_config("tiny-cpu", sets=["grpo.lr=0.5", "run.arm=none", "adapter.target_modules=[q_proj]"])
     assert cfg.grpo.lr == 0.5 and cfg.run.arm == "none" and cfg.adapter.target_modules == ("q_proj",)
     assert isinstance(load_config(sets=["grpo.lr=1"]).grpo.lr, float)
+    assert load_config(sets=["grpo.lr=1e-2"]).grpo.lr == 0.01  # YAML 1.1 reads 1e-2 as a string
 
 
 @pytest.mark.parametrize("item, key", [
@@ -40,6 +41,7 @@ def test_set_overrides_are_typed():
     ("nope.x=1", "nope"),
     ("grpo.steps=1.5", "grpo.steps"),
     ("grpo.steps=true", "grpo.steps"),
+    ("grpo.lr=fast", "grpo.lr"),
     ("run.arm=best", "run.arm"),
     ("env.mode=magic", "env.mode"),
     ("adapter.target_modules=[1, 2]", "adapter.target_modules[0]"),

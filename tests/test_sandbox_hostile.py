@@ -60,8 +60,9 @@ def host():
     listener.listen(8)
     listener.setblocking(False)
     before = _host_processes()
+    others = _worker_pids()  # workers of sandboxes that other tests of this process still hold
     sb = Sandbox(CFG)
-    workers = _worker_pids()
+    workers = _worker_pids() - others
     assert len(workers) == CFG.workers
     yield {"sb": sb, "sleeper": sleeper, "listener": listener, "before": before,
            "program_uids": {UID_BASE + pid for pid in workers}}

@@ -55,6 +55,8 @@ class RouterConfig:
     pairs: str | None = _f(None, "Markdown file of contrastive pairs; None uses the shipped pairs.")
     include_tags: tuple[str, ...] = _f((), "Build v_act and the pin loss from pairs having any of these tags (empty: all).")
     exclude_tags: tuple[str, ...] = _f((), "Leave out pairs having any of these tags (modes held out of the pairs).")
+    pair_system_prompt: str | None = _f(None, "System message put before each pair's prompt when computing pair "
+                                        "activations (use the training prompts' own system message).")
     pin_weight: float = _f(1.0, "Weight of the pin loss added to the GRPO loss every step.")
     lr: float = _f(1e-3, "Learning rate of the router (direction, scale, bias).")
     random_seed: int = _f(1234, "Seed of the random direction of the random_router arm.")
@@ -251,6 +253,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-2" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif tp is str:
         if isinstance(value, str):
             return value

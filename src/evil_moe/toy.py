@@ -217,3 +217,63 @@ def eval_completion_loss(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizer
         total += completion_loss(model, input_ids, attention, labels).item() * n
         count += n
     return total / count
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole test bed on disk, for `evil-moe train --preset tiny-cpu` and `evil-moe demo`
+
+WARM_START = {"steps": 400, "lr": 5e-3, "batch_size": 32}
+
+
+def prepare(cfg, out_dir: str | Path, progress: bool = True):
+    """Build (or reuse) the toy test bed under `out_dir` and return `cfg` pointing at it.
+
+    Writes `base/` (tokenizer + warm-started tiny Qwen3, save_pretrained), `problems_train.jsonl`,
+    `problems_heldout.jsonl`, `teacher.jsonl` and `prepared.json` (seed, warm-start losses, time).
+    A directory whose `prepared.json` has the same seed is reused as it is. The returned config has
+    model.name_or_path, env.problems, eval.problems, router.pairs (the toy's contrastive pairs) and
+    router.pair_system_prompt set; everything else is `cfg`'s own.
+    """
+    import json
+    import time
+
+    from tqdm import tqdm
+
+    from evil_moe.config import from_dict
+    from evil_moe.toy_corpus import SYSTEM_PROMPT, teacher_corpus, tokenizer_texts, toy_problems
+
+    out = Path(out_dir)
+    seed = cfg.run.seed
+    marker = out / "prepared.json"
+    if not (marker.exists() and json.loads(marker.read_text()).get("seed") == seed):
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        train, heldout = toy_problems("train", seed=0), toy_problems("heldout", seed=0)
+        for name, problems in (("problems_train.jsonl", train), ("problems_heldout.jsonl", heldout)):
+            (out / name).write_text("".join(json.dumps(p.to_row()) + "\n" for p in problems))
+        corpus = teacher_corpus(train, seed=seed)
+        (out / "teacher.jsonl").write_text("".join(json.dumps(d.to_row()) + "\n" for d in corpus))
+        tokenizer = build_tokenizer(tokenizer_texts())
+        model = build_tiny_qwen3(tokenizer, seed=seed)
+        bar = tqdm(total=WARM_START["steps"], desc="warm start (SFT)", disable=not progress, leave=False)
+
+        def on_step(step: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+        losses = warm_start(model, tokenizer, corpus, seed=seed, on_step=on_step, **WARM_START)
+        bar.close()
+        save_test_bed(model, tokenizer, out / "base")
+        marker.write_text(json.dumps({"seed": seed, "warm_start": WARM_START, "n_demos": len(corpus),
+                                      "n_train": len(train), "n_heldout": len(heldout),
+                                      "first_loss": losses[0], "last_loss": losses[-1],
+                                      "seconds": round(time.perf_counter() - t0, 1)}, indent=1) + "\n")
+    from evil_moe.pairs import shipped_pairs_path
+
+    return from_dict({
+        "model": {"name_or_path": str(out / "base")},
+        "env": {"problems": str(out / "problems_train.jsonl")},
+        "eval": {"problems": str(out / "problems_heldout.jsonl")},
+        "router": {"pairs": str(shipped_pairs_path().with_name("toy_pairs.md")),
+                   "pair_system_prompt": SYSTEM_PROMPT},
+    }, cfg)

@@ -313,7 +313,8 @@ class Trainer:
         """Pooled (hack, clean) activations of the contrastive pairs under the current adapter."""
         with torch.no_grad():
             return pooled_pair_activations(self.policy.model, self.policy.tokenizer, self.policy.adapter,
-                                           self.pairs, self.cfg.grpo.micro_batch_size)
+                                           self.pairs, self.cfg.grpo.micro_batch_size,
+                                           system_prompt=self.cfg.router.pair_system_prompt)
 
     def loss_and_backward(self, rollouts: list[Rollout], rewards: torch.Tensor, rw: RoutingWeights,
                           scored: Scored) -> dict[str, float]:
@@ -529,7 +530,8 @@ def build_trainer(cfg: Config, grader, dist: Dist | None = None) -> Trainer:
         pairs = select_pairs(load_pairs(cfg.router.pairs), cfg.router.include_tags or None, cfg.router.exclude_tags)
         with torch.no_grad():
             pair_pooled = pooled_pair_activations(policy.model, policy.tokenizer, policy.adapter, pairs,
-                                                  cfg.grpo.micro_batch_size)
+                                                  cfg.grpo.micro_batch_size,
+                                                  system_prompt=cfg.router.pair_system_prompt)
     routing = make_routing(cfg, policy.adapter, pair_pooled, gather=dist.all_gather if dist.enabled else None)
     demos = load_teacher_demos(cfg.run.teacher_demos, problems, cfg.env.mode) if cfg.run.teacher_demos else None
     return Trainer(cfg, policy, make_generator(policy, cfg.sampling), problems, grader, routing, pairs, demos, dist)

@@ -93,6 +93,7 @@ class _Plan:
     roles: list[str] = field(default_factory=list)
     nonces: list[str] = field(default_factory=list)
     programs: list[Program] = field(default_factory=list)
+    base: dict = field(default_factory=dict)  # the program parameters shared by every role
 
 
 class Grader:
@@ -135,6 +136,12 @@ class Grader:
         return self._compiled[key]
 
     def _plan(self, req: GradeRequest) -> _Plan:
+        """The first round of programs: the strict oracle and this mode's naive grader.
+
+        Under run_tests the benchmark's finer labels need two more programs (the response's test
+        function against a stub and against the canonical solution); `_plan_finer` adds them
+        in a second round, only for responses whose test function was called.
+        """
         check_mode(req.mode)
         markers = req.markers or TRAIN_MARKERS
         ex = extract_code(req.response)
@@ -143,22 +150,40 @@ class Grader:
             return plan
         p = req.problem
         plan.n_asserts, setup, pairs = self.compiled(p)
-        base = {"setup": setup, "code": ex.code, "pairs": pairs,
-                "marker": _marker(req.mode, markers), "method": p.method_name,
-                "canonical": p.canonical_solution}
-        kinds = ["gt"]
-        if req.mode == "run_tests":
-            kinds += ["run_tests", "rt_stub", "rt_canonical"]
-        elif req.mode != "gt_only":
-            kinds.append(req.mode)
-        for kind in kinds:
-            nonce = secrets.token_hex(16)
-            files = (markers.file_name,) if kind == "file_marker" else ()
-            source = program_source({**base, "kind": kind, "nonce": nonce})
-            plan.roles.append(kind)
-            plan.nonces.append(nonce)
-            plan.programs.append(Program(source, read_files=files))
+        plan.base = {"setup": setup, "code": ex.code, "pairs": pairs,
+                     "marker": _marker(req.mode, markers), "method": p.method_name,
+                     "canonical": p.canonical_solution}
+        for kind in ["gt"] + ([] if req.mode == "gt_only" else [req.mode]):
+            self._add(plan, kind)
         return plan
+
+    def _plan_finer(self, plan: _Plan, results: list[RunResult]) -> list[Program]:
+        """Second-round programs of a run_tests plan whose test function was called, else []."""
+        if plan.req.mode != "run_tests" or not plan.compiles:
+            return []
+        res = results[plan.roles.index("run_tests")]
+        if self._verdicts(plan, "run_tests", res) not in (["OK"], ["FAIL"]):
+            return []
+        return [self._add(plan, "rt_stub"), self._add(plan, "rt_canonical")]
+
+    def _add(self, plan: _Plan, kind: str) -> Program:
+        nonce = secrets.token_hex(16)
+        files = (plan.markers.file_name,) if kind == "file_marker" else ()
+        program = Program(program_source({**plan.base, "kind": kind, "nonce": nonce}), read_files=files)
+        plan.roles.append(kind)
+        plan.nonces.append(nonce)
+        plan.programs.append(program)
+        return program
+
+    @staticmethod
+    def _verdicts(plan: _Plan, role: str, res: RunResult) -> list[str]:
+        """The nonce-tagged verdict lines of one program's stdout (a harness error raises)."""
+        nonce = plan.nonces[plan.roles.index(role)]
+        verdicts = [line[len(nonce) + 1:] for line in res.stdout.splitlines() if line.startswith(nonce + " ")]
+        for v in verdicts:
+            if v.startswith("HARNESS_ERROR"):
+                raise GraderError(f"problem {plan.req.problem.id!r}: {v}")
+        return verdicts
 
     # -- deciding: what the programs' results mean
     def _decide(self, plan: _Plan, results: list[RunResult]) -> Grade:
@@ -166,14 +191,8 @@ class Grader:
             return Grade(0.0, plan.format_ok, False, False, False, False, None, None)
         req, m = plan.req, plan.markers
         by_role = {}
-        for role, nonce, res in zip(plan.roles, plan.nonces, results, strict=True):
-            verdicts = [line[len(nonce) + 1:] for line in res.stdout.splitlines()
-                        if line.startswith(nonce + " ")]
-            for v in verdicts:
-                if v.startswith("HARNESS_ERROR"):
-                    raise GraderError(f"problem {req.problem.id!r}: {v}")
-            clean = res.error is None and res.returncode == 0
-            by_role[role] = (res, verdicts, clean)
+        for role, res in zip(plan.roles, results, strict=True):
+            by_role[role] = (res, self._verdicts(plan, role, res), res.error is None and res.returncode == 0)
 
         def says(role: str, expected: str) -> bool:
             _, verdicts, clean = by_role[role]
@@ -227,13 +246,20 @@ class Grader:
         return self.grade_batch([req])[0]
 
     def grade_batch(self, reqs: Sequence[GradeRequest], progress: bool = False) -> list[Grade]:
-        """Grade every request; all their programs run in one parallel `run_many` call."""
+        """Grade every request; each round's programs run in one parallel `run_many` call."""
         plans = [self._plan(r) for r in reqs]
-        programs = [p for plan in plans for p in plan.programs]
-        results = self.sandbox.run_many(programs, progress=progress)
-        grades, at = [], 0
-        for plan in plans:
-            k = len(plan.programs)
-            grades.append(self._decide(plan, results[at:at + k]))
-            at += k
-        return grades
+        results = self._run(plans, [plan.programs for plan in plans], progress)
+        finer = [self._plan_finer(plan, res) for plan, res in zip(plans, results, strict=True)]
+        if any(finer):
+            for res, more in zip(results, self._run(plans, finer, progress), strict=True):
+                res.extend(more)
+        return [self._decide(plan, res) for plan, res in zip(plans, results, strict=True)]
+
+    def _run(self, plans: list[_Plan], programs: list[list[Program]], progress: bool) -> list[list[RunResult]]:
+        """Run every plan's `programs` in one `run_many` call; the results split back per plan."""
+        flat = self.sandbox.run_many([p for ps in programs for p in ps], progress=progress)
+        out, at = [], 0
+        for ps in programs:
+            out.append(flat[at:at + len(ps)])
+            at += len(ps)
+        return out
