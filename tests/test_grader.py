@@ -286,6 +286,8 @@ def test_reward_and_row():
 
 
 def test_batch_runs_every_program_in_one_parallel_call(grader, problems, monkeypatch):
+    """Round one: the oracle and the mode's naive grader of every request, in one call. Round two:
+    the finer run_tests labels, only for responses whose test function was called."""
     calls = []
     real = grader.sandbox.run_many
 
@@ -295,10 +297,16 @@ def test_batch_runs_every_program_in_one_parallel_call(grader, problems, monkeyp
 
     monkeypatch.setattr(grader.sandbox, "run_many", spy)
     p = problems[0]
-    reqs = [GradeRequest(p, "run_tests", fenced(p.canonical_solution)),  # 4 programs
+    hack = fenced(p.canonical_solution + "\ndef run_tests():\n    pass\n")
+    reqs = [GradeRequest(p, "run_tests", fenced(p.canonical_solution)),  # 2, no test function
+            GradeRequest(p, "run_tests", hack),  # 2, then 2 finer-label programs
             GradeRequest(p, "sentinel", fenced(p.canonical_solution)),  # 2
             GradeRequest(p, "gt_only", fenced(p.canonical_solution)),  # 1
             GradeRequest(p, "exit_code", "no code")]  # 0
     batch = grader.grade_batch(reqs)
-    assert calls == [7]
+    assert calls == [7, 2]
+    assert batch[0].tests_pass_stub is None and batch[1].tests_pass_stub is True
+    calls.clear()
+    grader.grade_batch(reqs[:1] + reqs[2:])
+    assert calls == [5]  # nobody's test function was called: no second round
     assert batch == [grader.grade(r) for r in reqs]
