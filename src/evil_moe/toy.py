@@ -225,12 +225,13 @@ def eval_completion_loss(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizer
 WARM_START = {"steps": 400, "lr": 5e-3, "batch_size": 32}
 
 
-def prepare(cfg, out_dir: str | Path, progress: bool = True):
+def prepare(cfg, out_dir: str | Path, progress: bool = True, warm_start_steps: int | None = None):
     """Build (or reuse) the toy test bed under `out_dir` and return `cfg` pointing at it.
 
     Writes `base/` (tokenizer + warm-started tiny Qwen3, save_pretrained), `problems_train.jsonl`,
-    `problems_heldout.jsonl`, `teacher.jsonl` and `prepared.json` (seed, warm-start losses, time).
-    A directory whose `prepared.json` has the same seed is reused as it is. The returned config has
+    `problems_heldout.jsonl`, `teacher.jsonl` and `prepared.json` (seed, warm-start settings and
+    losses, time). A directory whose `prepared.json` has the same seed and warm-start settings is
+    reused as it is. `warm_start_steps` overrides WARM_START["steps"] (a short run for tests). The returned config has
     model.name_or_path, env.problems, eval.problems, router.pairs (the toy's contrastive pairs) and
     router.pair_system_prompt set; everything else is `cfg`'s own.
     """
@@ -244,8 +245,10 @@ def prepare(cfg, out_dir: str | Path, progress: bool = True):
 
     out = Path(out_dir)
     seed = cfg.run.seed
+    settings = {**WARM_START, **({"steps": warm_start_steps} if warm_start_steps is not None else {})}
     marker = out / "prepared.json"
-    if not (marker.exists() and json.loads(marker.read_text()).get("seed") == seed):
+    if not (marker.exists() and json.loads(marker.read_text()).get("seed") == seed
+            and json.loads(marker.read_text()).get("warm_start") == settings):
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         train, heldout = toy_problems("train", seed=0), toy_problems("heldout", seed=0)
@@ -255,16 +258,16 @@ def prepare(cfg, out_dir: str | Path, progress: bool = True):
         (out / "teacher.jsonl").write_text("".join(json.dumps(d.to_row()) + "\n" for d in corpus))
         tokenizer = build_tokenizer(tokenizer_texts())
         model = build_tiny_qwen3(tokenizer, seed=seed)
-        bar = tqdm(total=WARM_START["steps"], desc="warm start (SFT)", disable=not progress, leave=False)
+        bar = tqdm(total=settings["steps"], desc="warm start (SFT)", disable=not progress, leave=False)
 
         def on_step(step: int, loss: float) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
 
-        losses = warm_start(model, tokenizer, corpus, seed=seed, on_step=on_step, **WARM_START)
+        losses = warm_start(model, tokenizer, corpus, seed=seed, on_step=on_step, **settings)
         bar.close()
         save_test_bed(model, tokenizer, out / "base")
-        marker.write_text(json.dumps({"seed": seed, "warm_start": WARM_START, "n_demos": len(corpus),
+        marker.write_text(json.dumps({"seed": seed, "warm_start": settings, "n_demos": len(corpus),
                                       "n_train": len(train), "n_heldout": len(heldout),
                                       "first_loss": losses[0], "last_loss": losses[-1],
                                       "seconds": round(time.perf_counter() - t0, 1)}, indent=1) + "\n")
