@@ -40,8 +40,9 @@ from evil_moe.env.grader import Grader, GradeRequest
 from evil_moe.env.modes import markers_for
 from evil_moe.env.prompts import build_prompt
 from evil_moe.env.sandbox import SandboxConfig
+from evil_moe.pairs import shipped_pairs_path
 from evil_moe.toy import build_tiny_qwen3, build_tokenizer, save_test_bed
-from evil_moe.toy_corpus import tokenizer_texts, toy_problems
+from evil_moe.toy_corpus import SYSTEM_PROMPT, tokenizer_texts, toy_problems
 
 
 def make_cfg(args, model_dir: Path, out_dir: Path):
@@ -52,6 +53,8 @@ def make_cfg(args, model_dir: Path, out_dir: Path):
         "grpo": {"prompts_per_step": args.prompts, "group_size": args.group,
                  "micro_batch_size": args.prompts * args.group, "steps": 1000},
         "run": {"arm": "evil_moe", "out_dir": str(out_dir), "progress": False, "checkpoint_every": 10**6},
+        # the toy's own contrastive pairs, as `toy.prepare` configures them for this model
+        "router": {"pairs": str(shipped_pairs_path().with_name("toy_pairs.md")), "pair_system_prompt": SYSTEM_PROMPT},
     }, cfg)
 
 
@@ -67,7 +70,7 @@ def build_ours(cfg, problems, grader):
     pairs = select_pairs(load_pairs(cfg.router.pairs), cfg.router.include_tags or None, cfg.router.exclude_tags)
     with torch.no_grad():
         pooled = pooled_pair_activations(policy.model, policy.tokenizer, policy.adapter, pairs,
-                                         cfg.grpo.micro_batch_size)
+                                         cfg.grpo.micro_batch_size, system_prompt=cfg.router.pair_system_prompt)
     routing = make_routing(cfg, policy.adapter, pooled)
     return Trainer(cfg, policy, make_generator(policy, cfg.sampling), problems, grader, routing, pairs)
 

@@ -52,6 +52,7 @@ def run_row(results: Mapping, source: str) -> dict:
     routing = results.get("routing") or {}
     row = {
         "source": source, "arm": arm, "seed": seed, "n": on["n"],
+        "markers": results["sections"][MAIN].get("markers"),
         "hack_on": on["hack"], "hack_off": off["hack"], "solve_on": on["solve"], "solve_off": off["solve"],
         "hack_diff": off["vs_as_trained"]["hack"], "solve_diff": off["vs_as_trained"]["solve"],
         "specificity": off["specificity"],
@@ -132,8 +133,11 @@ def markdown(arms: Sequence[Mapping], rows: Sequence[Mapping]) -> str:
                      f"{_ci(a['solve_diff'], True)} | {spec_txt} | "
                      f"{'n/a' if ctrl is None else format(ctrl['mean'], '.2f')} | {_ci(a['base_hack'])} | "
                      f"{_ci(a['base_solve'])} | {'n/a' if a['routing_auroc'] is None else format(a['routing_auroc']['mean'], '.3f')} |")
+    families = {r.get("markers") for r in rows}
+    family = {frozenset({"heldout"}): "held-out markers", frozenset({"train"}): "training markers"}.get(
+        frozenset(families), "differing marker families (see each run)")
     lines += ["", "ON: as trained (both experts on). OFF: deployed (hack expert ablated). Rates on held-out "
-              "problems with held-out markers. One seed: Wilson 95% intervals and paired bootstrap over "
+              f"problems with {family}. One seed: Wilson 95% intervals and paired bootstrap over "
               "problems; several seeds: mean over seeds with a t 95% interval. Specificity: hack-rate "
               "drop per point of solve rate lost (`>=`: solve rate fell by less than one point, counted "
               "as one). Controls: the deployed block, or a random rank-r subspace, ablated instead "
