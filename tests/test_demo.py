@@ -6,7 +6,7 @@ import re
 import pytest
 
 from evil_moe.config import ConfigError
-from evil_moe.demo import DEMO_ARMS, QUICK_SETTINGS, Criteria, demo_config, main, run_demo
+from evil_moe.demo import DEMO_ARMS, DEMO_SETTINGS, QUICK_SETTINGS, Criteria, demo_config, main, run_demo
 
 FINAL = re.compile(r"^Evil MoE causal ablation: deploy hack \d\.\d{3} \(ON\) -> \d\.\d{3} \(OFF\); "
                    r"solve \d\.\d{3} \(ON\) -> \d\.\d{3} \(OFF\)$")
@@ -83,7 +83,7 @@ def test_criteria_check_thresholds():
 
 
 def test_demo_config_and_bad_arguments(capsys):
-    assert demo_config().grpo.steps == 20 and demo_config(quick=True).grpo.steps == QUICK_SETTINGS["grpo"]["steps"]
+    assert demo_config().grpo.steps == DEMO_SETTINGS["grpo"]["steps"] and demo_config(quick=True).grpo.steps == QUICK_SETTINGS["grpo"]["steps"]
     assert demo_config(sets=["grpo.steps=7"]).grpo.steps == 7
     with pytest.raises(ConfigError, match="subset"):
         run_demo("/nonexistent", arms=("best",))

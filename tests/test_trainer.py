@@ -284,3 +284,55 @@ def test_cli_trains_a_local_model_end_to_end(tmp_path):
     assert main(["--preset", "tiny-cpu"] + [x for s in sets for x in ("--set", s)]) == 0
     assert (out / "config.yaml").is_file() and (out / "checkpoints" / "step_000001" / "router.safetensors").is_file()
     assert len((out / "rollouts.jsonl").read_text().splitlines()) == 2
+
+
+def test_router_gradient_never_shrinks_the_adapter_update(tmp_path):
+    """The adapter and the router are clipped separately: a huge router gradient leaves the
+    adapter's clipped gradient exactly as it is with no router gradient at all."""
+    cfg = tiny_cfg(tmp_path, arm="evil_moe", grad_clip=1e-3)  # small clip: the adapter's clip is active
+    tr = make_trainer(cfg)
+    sr = tr.sample(0)
+    rewards = torch.tensor([float(g.reward) for g in tr.grade(sr)])
+    scored = tr.score(sr.rollouts)
+    rw = tr.route(scored.pooled, rewards, None)
+    tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
+    adapter_grads = [p.grad.clone() for p in tr._adapter_params]
+    clipped = []
+    for router_scale in (0.0, 1e6):
+        for p, g in zip(tr._adapter_params, adapter_grads, strict=True):
+            p.grad = g.clone()
+        for p in tr.routing.parameters():
+            p.grad = torch.full_like(p, router_scale)
+        torch.nn.utils.clip_grad_norm_(tr._adapter_params, cfg.grpo.grad_clip)
+        torch.nn.utils.clip_grad_norm_(tr.routing.parameters(), cfg.router.grad_clip)
+        clipped.append([p.grad.clone() for p in tr._adapter_params])
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in tr.routing.parameters()]))
+        assert norm <= cfg.router.grad_clip * (1 + 1e-6)
+    for a, b in zip(*clipped, strict=True):
+        assert torch.equal(a, b)
+    # and optimizer_step itself reports the two norms separately
+    for p, g in zip(tr._adapter_params, adapter_grads, strict=True):
+        p.grad = g.clone()
+    for p in tr.routing.parameters():
+        p.grad = torch.full_like(p, 1e6)
+    adapter_norm = tr.optimizer_step()
+    expected = torch.linalg.vector_norm(torch.stack([g.norm() for g in adapter_grads])).item()
+    assert adapter_norm == pytest.approx(expected, rel=1e-6) and tr.router_grad_norm > 1e6
+
+
+def test_gradient_checkpointing_gives_the_same_routed_gradients(tmp_path):
+    """The backward runs inside the routing context, so checkpointing's recomputed forward is routed."""
+    grads = []
+    for ckpt in (False, True):
+        cfg = from_dict({"model": {"gradient_checkpointing": ckpt}}, tiny_cfg(tmp_path / str(ckpt), arm="evil_moe"))
+        tr = make_trainer(cfg)
+        if ckpt:
+            tr.policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        sr = tr.sample(0)
+        rewards = torch.tensor([float(g.reward) for g in tr.grade(sr)])
+        scored = tr.score(sr.rollouts)
+        rw = tr.route(scored.pooled, rewards, None)
+        tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
+        grads.append([p.grad.clone() for p in tr.params])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

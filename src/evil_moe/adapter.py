@@ -132,8 +132,9 @@ class PooledActivations:
         if x.shape[:2] != self.mask.shape:
             raise ValueError(f"{name}: input (B, T) = {tuple(x.shape[:2])} does not match "
                              f"completion_mask {tuple(self.mask.shape)}")
-        m = self.mask.to(x.dtype)  # (B, T)
-        x_mean = torch.einsum("bt,btd->bd", m, x) / self._counts.to(x.dtype)[:, None]  # (B, d_in)
+        dtype = torch.promote_types(x.dtype, torch.float32)  # sum over up to T tokens: never in bf16
+        m = self.mask.to(dtype)  # (B, T)
+        x_mean = torch.einsum("bt,btd->bd", m, x.to(dtype)) / self._counts.to(dtype)[:, None]  # (B, d_in)
         self._values[name] = x_mean.to(A_dep.dtype) @ A_dep.T  # (B, r)
 
     def tensor(self) -> Tensor:

@@ -59,6 +59,7 @@ class RouterConfig:
                                         "activations (use the training prompts' own system message).")
     pin_weight: float = _f(1.0, "Weight of the pin loss added to the GRPO loss every step.")
     lr: float = _f(1e-3, "Learning rate of the router (direction, scale, bias).")
+    grad_clip: float = _f(1.0, "Gradient-norm clip of the router, separate from the adapter's.")
     random_seed: int = _f(1234, "Seed of the random direction of the random_router arm.")
     route_a_quantile: float = _f(0.8, "route_a: rollouts whose v_act score is above this running quantile are routed.")
     route_a_keep_quantile: float = _f(0.5, "route_a: rollouts below this running quantile train the deployed block only.")
@@ -92,7 +93,7 @@ class GRPOConfig:
     lr: float = _f(7e-5, "AdamW learning rate of the adapter.")
     weight_decay: float = _f(0.0, "AdamW weight decay of the adapter.")
     warmup_steps: int = _f(10, "Linear warmup steps, then cosine decay to zero.")
-    grad_clip: float = _f(1.0, "Global gradient-norm clip (adapter and router together).")
+    grad_clip: float = _f(1.0, "Gradient-norm clip of the adapter (both blocks together; the router has its own).")
     kl_coef: float = _f(0.0, "Coefficient of the KL to the base model (adapter disabled); 0 turns it off.")
     micro_batch_size: int = _f(8, "Rollouts per forward/backward chunk (gradient accumulation).")
 
@@ -150,6 +151,8 @@ def validate(cfg: Config) -> None:
         ("grpo.group_size", cfg.grpo.group_size >= 2, "must be at least 2 (advantages are group-relative)"),
         ("grpo.prompts_per_step", cfg.grpo.prompts_per_step >= 1, "must be at least 1"),
         ("grpo.micro_batch_size", cfg.grpo.micro_batch_size >= 1, "must be at least 1"),
+        ("grpo.weight_decay", cfg.grpo.weight_decay == 0.0, "must be 0: decay pulls the adapter toward zero, not "
+         "toward its initial values, so it would change the delta that the deployment ablation removes"),
         ("sampling.temperature", cfg.sampling.temperature > 0, "must be positive"),
         ("sampling.top_p", 0 < cfg.sampling.top_p <= 1, "must be in (0, 1]"),
         ("router.route_a_quantile", 0 < cfg.router.route_a_keep_quantile <= cfg.router.route_a_quantile < 1,

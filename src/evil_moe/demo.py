@@ -32,8 +32,8 @@ METHOD_ARM = "evil_moe"
 
 # The demo's settings on top of the tiny-cpu preset (the same for every arm).
 DEMO_SETTINGS = {
-    "grpo": {"steps": 20, "lr": 1e-2},
-    "run": {"checkpoint_every": 20, "progress": True},
+    "grpo": {"steps": 24, "lr": 5e-3},
+    "run": {"checkpoint_every": 24, "progress": True},
     "eval": {"markers": "train", "in_distribution": False, "samples_per_problem": 8,
              "random_subspace_draws": 2},
 }

@@ -13,7 +13,7 @@
 - `route`: the arm's `Routing.weights` -> gate, keep, w.
 - `loss_and_backward`: per micro-batch, the training forward under `adapter.routing(gate, keep)`,
   the Dr.GRPO loss, backward; then the router's share through gate, and the pin loss.
-- `optimizer_step`: gradients summed over processes, a global norm clip, AdamW (deployed block,
+- `optimizer_step`: gradients summed over processes, norm clips (adapter, router), AdamW (deployed block,
   quarantine block and router in separate groups), warmup + cosine schedule.
 """
 
@@ -212,6 +212,8 @@ class Trainer:
         if routing.parameters():
             groups.append({"params": routing.parameters(), "lr": cfg.router.lr, "weight_decay": 0.0, "name": "router"})
         self.params = [p for grp in groups for p in grp["params"]]
+        self._adapter_params = [p for grp in groups[:2] for p in grp["params"]]
+        self.router_grad_norm = 0.0
         self.optimizer = torch.optim.AdamW(groups)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine_schedule(g.warmup_steps, g.steps))
         self._log = None
@@ -328,12 +330,13 @@ class Trainer:
         gate = rw.gate.detach().clone().requires_grad_(rw.gate.requires_grad)  # (N,) leaf: router grad collects here
         parts = dict(pg_loss=0.0, kl_loss=0.0, kl_sum=0.0, tokens=0.0, mismatch_sum=0.0, mismatch_k3_sum=0.0)
         for k, (sl, batch) in enumerate(self._micro_batches(rollouts)):
+            ref = scored.ref_logp[k] if scored.ref_logp is not None else None
+            # backward inside the routing context: gradient checkpointing re-runs the forward there
             with adapter.routing(gate[sl], rw.keep[sl]):
                 logp = token_logprobs(model, batch, cfg.sampling.temperature)  # (n, T)
-            ref = scored.ref_logp[k] if scored.ref_logp is not None else None
-            loss, st = grpo_loss(logp, adv[sl], batch.completion_mask, cfg.sampling.max_new_tokens, n_global,
-                                 ref_logp=ref, kl_coef=cfg.grpo.kl_coef)
-            loss.backward()
+                loss, st = grpo_loss(logp, adv[sl], batch.completion_mask, cfg.sampling.max_new_tokens, n_global,
+                                     ref_logp=ref, kl_coef=cfg.grpo.kl_coef)
+                loss.backward()
             for key in ("pg_loss", "kl_loss", "kl_sum", "tokens"):
                 parts[key] += st[key]
             mask = batch.completion_mask.bool()  # (n, T)
@@ -354,7 +357,8 @@ class Trainer:
         return out
 
     def optimizer_step(self) -> float:
-        """Sum gradients over processes, clip the global norm, AdamW step, schedule step; the norm."""
+        """Sum gradients over processes, clip the adapter's and the router's norms separately, AdamW
+        step, schedule step; returns the adapter's norm (the router's is `router_grad_norm`)."""
         for p in self.params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -365,9 +369,16 @@ class Trainer:
             for p in self.params:
                 p.grad.copy_(flat[offset: offset + p.numel()].view_as(p))
                 offset += p.numel()
-        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grpo.grad_clip).item()
-        if not math.isfinite(norm):
-            self._stop(f"gradient norm is {norm}")
+        # The adapter and the router are clipped separately: the router's gradient (pin loss and
+        # the path through `gate`) is much larger than the adapter's, and a shared clip would
+        # shrink the adapter's update in the router arms only, off the footing of the controls.
+        norm = torch.nn.utils.clip_grad_norm_(self._adapter_params, self.cfg.grpo.grad_clip).item()
+        router_params = self.routing.parameters()
+        self.router_grad_norm = (torch.nn.utils.clip_grad_norm_(router_params, self.cfg.router.grad_clip).item()
+                                 if router_params else 0.0)
+        for name, value in (("adapter", norm), ("router", self.router_grad_norm)):
+            if not math.isfinite(value):
+                self._stop(f"{name} gradient norm is {value}")
         self.optimizer.step()
         self.scheduler.step()
         return norm
@@ -391,7 +402,7 @@ class Trainer:
         records = self._rollout_records(sr, grades, rw)
         everyone = [r for rank_records in self.dist.gather_objects(records) for r in rank_records]
         lrs = {grp["name"]: grp["lr"] for grp in self.optimizer.param_groups}
-        metrics = step_metrics(self.step_index, everyone, parts, grad_norm, lrs,
+        metrics = step_metrics(self.step_index, everyone, parts, grad_norm, self.router_grad_norm, lrs,
                                dict(sample_s=t1 - t0, grade_s=t2 - t1, train_s=t3 - t2, step_s=t3 - t0))
         self.step_index += 1
         if self._log is not None:
@@ -544,7 +555,7 @@ def _mean(xs) -> float | None:
     return float(sum(xs) / len(xs)) if xs else None
 
 
-def step_metrics(step: int, records: list[dict], parts: dict, grad_norm: float, lrs: dict,
+def step_metrics(step: int, records: list[dict], parts: dict, grad_norm: float, router_grad_norm: float, lrs: dict,
                  times: dict) -> dict:
     """One metrics row. Rates are over on-policy rollouts (teacher demonstrations left out).
     The w statistics split by ground-truth label are measured, never used by the method."""
@@ -566,6 +577,7 @@ def step_metrics(step: int, records: list[dict], parts: dict, grad_norm: float, 
         loss=parts["loss"], pg_loss=parts["pg_loss"], kl_loss=parts["kl_loss"], pin_loss=parts["pin_loss"],
         kl_ref=parts["kl_sum"] / tokens, logp_mismatch=parts["mismatch_sum"] / tokens,
         logp_mismatch_k3=parts["mismatch_k3_sum"] / tokens, grad_norm=grad_norm,
+        grad_norm_router=router_grad_norm,
         **{f"lr_{k}": v for k, v in lrs.items()}, **times)
 
 
