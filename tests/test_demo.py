@@ -6,7 +6,15 @@ import re
 import pytest
 
 from evil_moe.config import ConfigError
-from evil_moe.demo import DEMO_ARMS, DEMO_SETTINGS, QUICK_SETTINGS, Criteria, demo_config, main, run_demo
+from evil_moe.demo import (
+    DEMO_ARMS,
+    DEMO_SETTINGS,
+    QUICK_SETTINGS,
+    Criteria,
+    demo_config,
+    main,
+    run_demo,
+)
 
 FINAL = re.compile(r"^Evil MoE causal ablation: deploy hack \d\.\d{3} \(ON\) -> \d\.\d{3} \(OFF\); "
                    r"solve \d\.\d{3} \(ON\) -> \d\.\d{3} \(OFF\)$")
