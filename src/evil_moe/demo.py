@@ -32,9 +32,9 @@ METHOD_ARM = "evil_moe"
 
 # The demo's settings on top of the tiny-cpu preset (the same for every arm).
 DEMO_SETTINGS = {
-    "grpo": {"steps": 24, "lr": 5e-3},
-    "run": {"checkpoint_every": 24, "progress": True},
-    "eval": {"markers": "train", "in_distribution": False, "samples_per_problem": 8,
+    "grpo": {"steps": 22, "lr": 7e-3},
+    "run": {"checkpoint_every": 22, "progress": True},
+    "eval": {"markers": "train", "in_distribution": False, "samples_per_problem": 7,
              "random_subspace_draws": 2},
 }
 # A reduced run for CI: the same pipeline, every arm, a few steps and samples.
