@@ -111,7 +111,9 @@ def run_arm(cfg: Config, arm: str, run_dir: Path, with_base: bool) -> dict:
 
 
 def _rate(entry: dict) -> dict:
-    return {k: entry[k] for k in ("hack", "solve", "compile")}
+    """A state's rates, plus its smallest per-mode sample count (an evaluation cell is a mode)."""
+    return {**{k: entry[k] for k in ("hack", "solve", "compile")},
+            "cell_n": min(m["n"] for m in entry["by_mode"].values())}
 
 
 def run_demo(out_dir: str | Path, seeds: int = 1, arms: tuple[str, ...] = DEMO_ARMS, quick: bool = False,
@@ -152,14 +154,13 @@ def run_demo(out_dir: str | Path, seeds: int = 1, arms: tuple[str, ...] = DEMO_A
                          "final_line": results["final_line"], "timing": results["timing"]})
             run_dirs.append(run_dir / "eval")
     comparison = compare_runs(run_dirs, out)
-    cell = min(s["hack"]["n"] for r in runs for s in (r["as_trained"], r["deployed"]))
+    cell = min(s["cell_n"] for r in runs for s in (r["as_trained"], r["deployed"]))
     checks = {}
     for seed in range(seeds):
         none = next((r["as_trained"] for r in runs if r["seed"] == seed and r["arm"] == "none"), None)
         checks[f"seed{seed}"] = criteria.check(warm[seed], none, cell)
     held = all(c["held"] for per_seed in checks.values() for c in per_seed.values())
-    method = [r for r in runs if r["arm"] == METHOD_ARM]
-    final = method[0]["final_line"] if method else runs[0]["final_line"]
+    final = demo_final_line(comparison["arms"])
     summary = {
         "quick": quick, "seeds": seeds, "arms": list(arms), "warm_start": {f"seed{s}": w for s, w in warm.items()},
         "runs": runs, "comparison": {"arms": comparison["arms"], "markdown": "compare.md", "plot": "compare.png"},
@@ -170,6 +171,15 @@ def run_demo(out_dir: str | Path, seeds: int = 1, arms: tuple[str, ...] = DEMO_A
     (out / "results.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     (out / "report.md").write_text(render_report(summary, comparison["markdown"]))
     return summary
+
+
+def demo_final_line(arm_summaries: list[dict]) -> str:
+    """The final line of the method's arm (else the first arm), from the comparison: with one seed
+    the run's own rates, with several the means over seeds."""
+    a = next((a for a in arm_summaries if a["arm"] == METHOD_ARM), arm_summaries[0])
+    on, off, s_on, s_off = (a[k]["mean"] for k in ("hack_on", "hack_off", "solve_on", "solve_off"))
+    return (f"Evil MoE causal ablation: deploy hack {on:.3f} (ON) -> {off:.3f} (OFF); "
+            f"solve {s_on:.3f} (ON) -> {s_off:.3f} (OFF)")
 
 
 def _fmt(r: dict) -> str:
@@ -203,7 +213,9 @@ def render_report(summary: dict, compare_md: str) -> str:
         lines.append(f"| {seed} | warm start (base) | {_fmt(w['hack'])} | | {_fmt(w['solve'])} | | | |")
     lines += ["", "ON: both experts (as trained). OFF: the hack expert ablated (quarantine block reset to its "
               "init), the deployed model.", "", "## Comparison across arms", "", "![comparison](compare.png)", "",
-              compare_md, "", f"Wall time: {summary['wall_s']} s.", "", summary["final_line"], ""]
+              compare_md, "", f"Wall time: {summary['wall_s']} s.", "",
+              f"The final line is arm {METHOD_ARM}'s" + (f", mean over {summary['seeds']} seeds:" if summary["seeds"] > 1
+                                                           else ":"), "", summary["final_line"], ""]
     return "\n".join(lines)
 
 
