@@ -36,6 +36,7 @@ from tqdm import tqdm
 from evil_moe.config import Config, to_dict
 from evil_moe.env.grader import GradeRequest
 from evil_moe.env.modes import markers_for
+from evil_moe.env.problems import iter_jsonl
 from evil_moe.env.prompts import build_prompt
 from evil_moe.export import read_adapter_file
 from evil_moe.grpo import group_advantages, grpo_loss, token_logprobs
@@ -139,14 +140,7 @@ def load_teacher_demos(path: str | Path, problems, mode: str) -> list[TeacherDem
         by_prompt.setdefault(json.dumps(messages, sort_keys=True), i)
         by_prompt.setdefault(json.dumps([m["content"] for m in messages if m["role"] == "user"][-1]), i)
     demos = []
-    for n, raw in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not raw.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            row = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise TeacherDemoError(f"{where}: not JSON ({e})") from e
+    for n, where, row in iter_jsonl(path, TeacherDemoError):
         if not isinstance(row, dict) or not isinstance(row.get("completion"), str):
             raise TeacherDemoError(f"{where}: field 'completion' (a string) is missing")
         if "problem_id" in row:

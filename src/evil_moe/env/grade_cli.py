@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .grader import Grader, GradeRequest
 from .modes import MODES, markers_for
-from .problems import Problem, load_problems
+from .problems import Problem, iter_jsonl, load_problems
 from .sandbox import SandboxConfig
 
 
@@ -35,37 +35,29 @@ def read_requests(path: Path, problems: list[Problem]) -> list[tuple[object, Gra
     """Parse and validate every R row into (id, request)."""
     by_id = {str(p.id): p for p in problems}
     out, seen = [], set()
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ResponseFormatError(f"{where}: bad JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise ResponseFormatError(f"{where}: row is not a JSON object")
-            for name, kinds in (("id", (str, int)), ("problem_id", (str, int)), ("mode", (str,)),
-                                ("response", (str,))):
-                if name not in row:
-                    raise _bad(where, name, "missing")
-                if not isinstance(row[name], kinds) or isinstance(row[name], bool):
-                    raise _bad(where, name, f"expected {' or '.join(k.__name__ for k in kinds)}, "
-                                    f"got {type(row[name]).__name__}")
-            if row["mode"] not in MODES:
-                raise _bad(where, "mode", f"unknown mode {row['mode']!r}; expected one of {', '.join(MODES)}")
-            split = row.get("markers", "train")
-            if split not in ("train", "heldout"):
-                raise _bad(where, "markers", f"expected 'train' or 'heldout', got {split!r}")
-            problem = by_id.get(str(row["problem_id"]))
-            if problem is None:
-                raise _bad(where, "problem_id", f"no problem with id {row['problem_id']!r}")
-            if json.dumps(row["id"]) in seen:
-                raise _bad(where, "id", f"duplicate id {row['id']!r}")
-            seen.add(json.dumps(row["id"]))
-            markers = markers_for(problem.id, row["mode"], split)
-            out.append((row["id"], GradeRequest(problem, row["mode"], row["response"], markers)))
+    for _, where, row in iter_jsonl(path, ResponseFormatError):
+        if not isinstance(row, dict):
+            raise ResponseFormatError(f"{where}: row is not a JSON object")
+        for name, kinds in (("id", (str, int)), ("problem_id", (str, int)), ("mode", (str,)),
+                            ("response", (str,))):
+            if name not in row:
+                raise _bad(where, name, "missing")
+            if not isinstance(row[name], kinds) or isinstance(row[name], bool):
+                raise _bad(where, name, f"expected {' or '.join(k.__name__ for k in kinds)}, "
+                                f"got {type(row[name]).__name__}")
+        if row["mode"] not in MODES:
+            raise _bad(where, "mode", f"unknown mode {row['mode']!r}; expected one of {', '.join(MODES)}")
+        split = row.get("markers", "train")
+        if split not in ("train", "heldout"):
+            raise _bad(where, "markers", f"expected 'train' or 'heldout', got {split!r}")
+        problem = by_id.get(str(row["problem_id"]))
+        if problem is None:
+            raise _bad(where, "problem_id", f"no problem with id {row['problem_id']!r}")
+        if json.dumps(row["id"]) in seen:
+            raise _bad(where, "id", f"duplicate id {row['id']!r}")
+        seen.add(json.dumps(row["id"]))
+        markers = markers_for(problem.id, row["mode"], split)
+        out.append((row["id"], GradeRequest(problem, row["mode"], row["response"], markers)))
     return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import functools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,10 +140,12 @@ def _check_unique(problems: list[Problem], where: str) -> list[Problem]:
     return problems
 
 
-def load_jsonl(path: str | Path) -> list[Problem]:
-    """Load a JSONL problem file; a malformed row raises ProblemFormatError naming path:line."""
+def iter_jsonl(path: str | Path, error: type[Exception]) -> Iterator[tuple[int, str, object]]:
+    """(line number, where, row) for every non-blank line of a JSONL file, `where` = "path:line".
+
+    A line that is not JSON raises `error` naming path and line; the caller checks the row.
+    """
     path = Path(path)
-    problems = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -151,8 +154,14 @@ def load_jsonl(path: str | Path) -> list[Problem]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ProblemFormatError(f"{where}: bad JSON ({e.msg} at column {e.colno})") from None
-            problems.append(problem_from_row(row, where))
+                raise error(f"{where}: bad JSON ({e.msg} at column {e.colno})") from None
+            yield lineno, where, row
+
+
+def load_jsonl(path: str | Path) -> list[Problem]:
+    """Load a JSONL problem file; a malformed row raises ProblemFormatError naming path:line."""
+    path = Path(path)
+    problems = [problem_from_row(row, where) for _, where, row in iter_jsonl(path, ProblemFormatError)]
     if not problems:
         raise ProblemFormatError(f"{path}: no problems in file")
     return _check_unique(problems, str(path))
