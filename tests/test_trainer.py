@@ -182,20 +182,25 @@ def test_gradients_match_one_graph_reference(tmp_path):
     assert any(p.grad.abs().sum() > 0 for p in tr.routing.parameters())
 
 
-def test_non_finite_loss_saves_and_stops(tmp_path):
+@pytest.mark.parametrize("arm", ["evil_moe", "route_a"])
+def test_non_finite_loss_saves_and_stops(tmp_path, arm):
     class NanGrader(HashGrader):
         def grade_batch(self, reqs, progress=False):
             return [dataclasses.replace(g, reward=float("nan")) for g in super().grade_batch(reqs)]
 
-    cfg = tiny_cfg(tmp_path, steps=3)
+    cfg = tiny_cfg(tmp_path, arm=arm, steps=3)
     tr = make_trainer(cfg, grader=NanGrader())
     before = trained_state(tr)
+    routing_before = json.dumps({k: v.tolist() if torch.is_tensor(v) else v for k, v in tr.routing.state_dict().items()})
     with pytest.raises(NonFiniteLossError, match="step 0: loss is nan"):
         tr.train()
     ckpt = tmp_path / "checkpoints" / "step_000000"
     assert (ckpt / "trainer_state.pt").is_file() and (ckpt / "adapter.safetensors").is_file()
     after = trained_state(tr)
     assert all(torch.equal(before[k], after[k]) for k in before)
+    # the routing state (route_a's score history) is the one before the failed step, as saved
+    routing_after = json.dumps({k: v.tolist() if torch.is_tensor(v) else v for k, v in tr.routing.state_dict().items()})
+    assert routing_after == routing_before
 
 
 def test_logs_one_metrics_row_per_step_and_every_rollout(tmp_path):

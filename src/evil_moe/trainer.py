@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -208,6 +209,7 @@ class Trainer:
         self.params = [p for grp in groups for p in grp["params"]]
         self._adapter_params = [p for grp in groups[:2] for p in grp["params"]]
         self.router_grad_norm = 0.0
+        self._routing_before: dict | None = None  # the routing state at the start of the current step
         self.optimizer = torch.optim.AdamW(groups)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine_schedule(g.warmup_steps, g.steps))
         self._log = None
@@ -387,6 +389,7 @@ class Trainer:
         device = self.policy.device
         rewards = torch.tensor([float(g.reward) for g in grades], dtype=torch.float32, device=device)  # (N,)
         scored = self.score(sr.rollouts)
+        self._routing_before = copy.deepcopy(self.routing.state_dict())  # route() may update it (route_a)
         rw = self.route(scored.pooled, rewards, grades)
         parts = self.loss_and_backward(sr.rollouts, rewards, rw, scored)
         if not math.isfinite(parts["loss"]):
@@ -470,8 +473,11 @@ class Trainer:
         return True
 
     def _stop(self, why: str) -> None:
+        """Save the state before this step (gradients dropped, routing state restored) and raise."""
         for p in self.params:
             p.grad = None
+        if self._routing_before is not None:
+            self.routing.load_state_dict(self._routing_before)
         where = self.save()
         raise NonFiniteLossError(f"step {self.step_index}: {why}; training stopped. The state before this step "
                                  f"is saved in {where}; lower grpo.lr or check the data before resuming.")
