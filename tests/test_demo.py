@@ -36,7 +36,7 @@ def test_demo_writes_every_artifact(demo):
         assert (run / "metrics.jsonl").is_file() and (run / "rollouts.jsonl").is_file()
         for name in ("results.json", "report.md", "ablation.png", "training.png", "samples.jsonl"):
             assert (run / "eval" / name).is_file(), (arm, name)
-        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"step_{QUICK_SETTINGS['grpo']['steps']}"]
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"step_{QUICK_SETTINGS['grpo']['steps']:06d}"]
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(summary, default=str))
 
 
