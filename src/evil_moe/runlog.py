@@ -1,0 +1,95 @@
+"""Training logs: one metrics row per step, one row per rollout, a progress bar, TensorBoard, W&B.
+
+The w statistics split by ground-truth label are measured here and never used by the method.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from evil_moe.config import Config, to_dict
+
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return float(sum(xs) / len(xs)) if xs else None
+
+
+def step_metrics(step: int, records: list[dict], parts: dict, grad_norm: float, router_grad_norm: float, lrs: dict,
+                 times: dict) -> dict:
+    """One metrics row. Rates are over on-policy rollouts (teacher demonstrations left out).
+    The w statistics split by ground-truth label are measured, never used by the method."""
+    on = [r for r in records if not r["teacher"]] or records
+    w = [r["w"] for r in on]
+    hacks = [r for r in on if r["exploited"]]
+    routed = [r for r in on if r["w"] > 0.5]
+    tokens = max(parts["tokens"], 1.0)
+    return dict(
+        step=step, rollouts=len(records), teacher=sum(r["teacher"] for r in records),
+        reward_mean=_mean(r["reward"] for r in on), hack_rate=_mean(float(r["exploited"]) for r in on),
+        solve_rate=_mean(float(r["gt_correct"]) for r in on), compile_rate=_mean(float(r["compiles"]) for r in on),
+        format_rate=_mean(float(r["format_ok"]) for r in on), completion_tokens=_mean(r["tokens"] for r in on),
+        w_mean=_mean(w), w_std=float(np.std(w)) if w else None,
+        w_mean_exploited=_mean(r["w"] for r in hacks),
+        w_mean_not_exploited=_mean(r["w"] for r in on if not r["exploited"]),
+        routing_precision=_mean(float(r["exploited"]) for r in routed),
+        routing_recall=_mean(float(r["w"] > 0.5) for r in hacks),
+        loss=parts["loss"], pg_loss=parts["pg_loss"], kl_loss=parts["kl_loss"], pin_loss=parts["pin_loss"],
+        kl_ref=parts["kl_sum"] / tokens, logp_mismatch=parts["mismatch_sum"] / tokens,
+        logp_mismatch_k3=parts["mismatch_k3_sum"] / tokens, grad_norm=grad_norm,
+        grad_norm_router=router_grad_norm,
+        **{f"lr_{k}": v for k, v in lrs.items()}, **times)
+
+
+class RunLog:
+    """metrics.jsonl and rollouts.jsonl in out_dir (lines of steps >= `start` from an earlier,
+    interrupted run are dropped), a tqdm bar, and optional TensorBoard and W&B."""
+
+    def __init__(self, out_dir: Path, cfg: Config, start: int):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.files = {}
+        for name in ("metrics", "rollouts"):
+            path = out_dir / f"{name}.jsonl"
+            kept = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] < start] if path.exists() else []
+            path.write_text("".join(ln + "\n" for ln in kept))
+            self.files[name] = path.open("a")
+        self.show = cfg.run.progress
+        self.tb = self.wandb = None
+        if cfg.run.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out_dir / "tb"))
+        if cfg.run.wandb_project:
+            import wandb
+
+            self.wandb = wandb.init(project=cfg.run.wandb_project, config=to_dict(cfg), dir=str(out_dir))
+
+    def progress(self, total: int, initial: int):
+        self.bar = tqdm(total=total, initial=initial, desc="train", disable=not self.show)
+        return self.bar
+
+    def write(self, metrics: dict, records: list[dict]) -> None:
+        self.files["metrics"].write(json.dumps(metrics) + "\n")
+        self.files["metrics"].flush()
+        self.files["rollouts"].write("".join(json.dumps(r) + "\n" for r in records))
+        self.files["rollouts"].flush()
+        numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "step"}
+        if self.tb is not None:
+            for k, v in numbers.items():
+                self.tb.add_scalar(k, v, metrics["step"])
+        if self.wandb is not None:
+            self.wandb.log(numbers, step=metrics["step"])
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+        if getattr(self, "bar", None) is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
