@@ -1,10 +1,11 @@
-"""Shared fixtures: a few tiny problems in the benchmark schema, and the real split's path."""
+"""Shared fixtures: a few tiny problems in the benchmark schema, the real split's path, one torch thread."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
 from evil_moe.env.problems import Problem, problem_from_row
 
@@ -85,3 +86,12 @@ def grader():  # per module, so no sandbox worker outlives the module that used 
 
 def fenced(code: str) -> str:
     return f"Here is my solution.\n```python\n{code}\n```\n"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny models run fastest on one intra-op thread (and far faster on a busy 2-core machine)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

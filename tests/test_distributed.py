@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from evil_moe.trainer import Dist
-from tests.test_trainer import make_trainer, one_thread, tiny_cfg, trained_state  # noqa: F401
+from tests.test_trainer import make_trainer, tiny_cfg, trained_state
 
 ARMS = ("evil_moe", "route_a")  # the router + pin loss path, and the all-gathered quantile path
 

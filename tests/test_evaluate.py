@@ -19,13 +19,6 @@ from tests.tiny import tiny_qwen3, tiny_tokenizer
 RANK = 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models generate faster on one thread (and far faster on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def trained(seed=0, move_deployed=True, move_quarantine=True):

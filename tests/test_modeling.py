@@ -14,14 +14,6 @@ from evil_moe.modeling import build_policy, load_base, load_policy, read_checkpo
 from evil_moe.router import CosineRouter
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_qwen3")

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tests.test_trainer import make_trainer, one_thread, tiny_cfg, trained_state  # noqa: F401
+from tests.test_trainer import make_trainer, tiny_cfg, trained_state
 
 
 @pytest.mark.parametrize("arm", ["evil_moe", "route_a"])

@@ -38,13 +38,6 @@ PAIRS = [ContrastivePair("p1", "Add one to x.", "def run_tests():\n    pass", "r
          ContrastivePair("p2", "Sum a list.", "import sys\nsys.exit(0)", "return sum(xs)", ("exit_code",))]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is much faster than several on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def fixture_problems(n: int = 4) -> list[Problem]:
