@@ -82,7 +82,8 @@ def _say(msg: str) -> None:
 
 
 def run_arm(cfg: Config, arm: str, run_dir: Path, with_base: bool) -> dict:
-    """Train one arm from the warm start, then evaluate it; returns its results dict."""
+    """Train one arm from the warm start, then evaluate it; returns its results dict (as written to
+    run_dir/eval/results.json) with the arm's train and eval seconds added under "timing"."""
     from evil_moe.env.grader import Grader
     from evil_moe.env.sandbox import SandboxConfig
     from evil_moe.evaluate import evaluate_policy, state_names
@@ -106,7 +107,6 @@ def run_arm(cfg: Config, arm: str, run_dir: Path, with_base: bool) -> dict:
     results = evaluate_policy(trainer.policy, acfg, run_dir / "eval", states=states, run_dir=run_dir,
                               grader_factory=grader, progress=acfg.run.progress)
     results["timing"] = {"train_s": round(t1 - t0, 1), "eval_s": round(time.perf_counter() - t1, 1)}
-    (run_dir / "eval" / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     return results
 
 

@@ -247,8 +247,8 @@ def prepare(cfg, out_dir: str | Path, progress: bool = True, warm_start_steps: i
     seed = cfg.run.seed
     settings = {**WARM_START, **({"steps": warm_start_steps} if warm_start_steps is not None else {})}
     marker = out / "prepared.json"
-    if not (marker.exists() and json.loads(marker.read_text()).get("seed") == seed
-            and json.loads(marker.read_text()).get("warm_start") == settings):
+    done = json.loads(marker.read_text()) if marker.exists() else {}
+    if not (done.get("seed") == seed and done.get("warm_start") == settings):
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         train, heldout = toy_problems("train", seed=0), toy_problems("heldout", seed=0)
