@@ -167,6 +167,36 @@ def test_harness_reads_no_global_after_capture():
     assert bad == set()
 
 
+# Responses that are correct only if a property of the harness holds: each call returns the
+# right sum only while the property has held so far, so `gt_correct` reports the property.
+THREAD_PROBES = {
+    # every call runs on one and the same thread, which is not the verdict (main) thread
+    "one_response_thread": (
+        "import _thread, threading\nLOCAL, CALLS = _thread._local(), [0]\n"
+        "class Solution:\n    def addUp(self, nums):\n"
+        "        CALLS[0] += 1\n        LOCAL.calls = getattr(LOCAL, 'calls', 0) + 1\n"
+        "        ok = LOCAL.calls == CALLS[0] and threading.main_thread().ident != _thread.get_ident()\n"
+        "        return sum(nums) if ok else -1\n"),
+    # cyclic garbage is collected between calls, and its finalizers run on the response thread
+    "cycles_collected_off_main": (
+        "import _thread, threading\nDIED, MADE = [], [0]\n"
+        "class Cycle:\n    def __init__(self):\n        self.me = self\n"
+        "    def __del__(self):\n        DIED.append(_thread.get_ident())\n"
+        "class Solution:\n    def addUp(self, nums):\n"
+        "        main = threading.main_thread().ident\n"
+        "        ok = MADE[0] == 0 or (len(DIED) > 0 and main not in DIED)\n"
+        "        for _ in range(2000):\n            Cycle()\n"
+        "        MADE[0] += 2000\n"
+        "        return sum(nums) if ok else -1\n"),
+}
+
+
+def test_response_calls_share_one_thread_and_collect_their_garbage_there(grader, problems):
+    add_up = problems[0]
+    grades = grader.grade_batch([GradeRequest(add_up, "gt_only", fenced(c)) for c in THREAD_PROBES.values()])
+    assert [g.gt_correct for g in grades] == [True] * len(THREAD_PROBES), list(THREAD_PROBES)
+
+
 def test_non_overlap_matrix(grader, problems):
     """A wrong solution plus mode m's loophole is exploited under m and under no other mode."""
     reqs, cells = [], []

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .extract import extract_code
-from .harness import program_source
+from .harness import b64, program_source
 from .modes import MODES, TRAIN_MARKERS, Markers, check_mode
 from .problems import Problem, split_assert
 from .sandbox import Program, RunResult, Sandbox, SandboxConfig
@@ -113,8 +113,9 @@ class Grader:
         self.sandbox.close()
 
     # -- planning: which programs one request needs
-    def compiled(self, problem: Problem) -> tuple[int, bytes, bytes]:
-        """(number of asserts, marshalled setup code, marshalled (call, expected) code pairs).
+    def compiled(self, problem: Problem) -> tuple[int, str, str]:
+        """(number of asserts, marshalled setup code, marshalled (call, expected) code pairs),
+        the code as base64 text (see `harness.b64`).
 
         Compiled once per problem (never executed here); GraderError names a bad assert.
         """
@@ -132,7 +133,7 @@ class Grader:
                 setup = compile(problem.setup_code, "<setup>", "exec", dont_inherit=True)
             except (ValueError, SyntaxError) as e:
                 raise GraderError(f"problem {problem.id!r}: setup_code: {e}") from None
-            self._compiled[key] = (len(pairs), marshal.dumps(setup), marshal.dumps(tuple(pairs)))
+            self._compiled[key] = (len(pairs), b64(marshal.dumps(setup)), b64(marshal.dumps(tuple(pairs))))
         return self._compiled[key]
 
     def _plan(self, req: GradeRequest) -> _Plan:
