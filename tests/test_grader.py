@@ -177,6 +177,13 @@ THREAD_PROBES = {
         "        CALLS[0] += 1\n        LOCAL.calls = getattr(LOCAL, 'calls', 0) + 1\n"
         "        ok = LOCAL.calls == CALLS[0] and threading.main_thread().ident != _thread.get_ident()\n"
         "        return sum(nums) if ok else -1\n"),
+    # signal handlers (which would run on the verdict thread) cannot be installed
+    "no_signal_handlers": (
+        "import signal\n"
+        "class Solution:\n    def addUp(self, nums):\n"
+        "        try:\n            signal.signal(signal.SIGALRM, lambda s, f: None)\n"
+        "        except ValueError:\n            return sum(nums)\n"
+        "        return -1\n"),
     # cyclic garbage is collected between calls, and its finalizers run on the response thread
     "cycles_collected_off_main": (
         "import _thread, threading\nDIED, MADE = [], [0]\n"
