@@ -264,6 +264,27 @@ def test_merge_matches_forward_and_unmerge_is_exact():
     assert not adapter.merged and torch.equal(model(x).logits, as_trained)
 
 
+def test_folded_merges_only_an_enabled_unmerged_adapter_and_restores_exactly():
+    model = tiny_qwen3(seed=1)
+    adapter = attach_adapter(model, rank=2, alpha=4.0, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with adapter.folded():
+        assert adapter.merged
+    with adapter.folded(False):
+        assert not adapter.merged
+    with adapter.disabled(), adapter.folded():
+        assert not adapter.merged  # the base model has nothing to merge
+    adapter.merge()
+    with adapter.folded():  # already merged: left as it is
+        assert adapter.merged
+    assert adapter.merged
+    with pytest.raises(RuntimeError, match="unmerge first"), adapter.disabled():
+        pass
+    adapter.unmerge()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_merge_refuses_non_finite_and_merges_nothing():
     model, _, adapter = adapted(dtype=torch.float32)
     layer = list(adapter.layers.values())[-1]

@@ -46,6 +46,7 @@ def test_set_overrides_are_typed():
     ("env.mode=magic", "env.mode"),
     ("adapter.target_modules=[1, 2]", "adapter.target_modules[0]"),
     ("grpo=3", "grpo"),
+    ("model.dtype=bfloat16", "sampling.merge_adapter"),  # tiny-cpu merges for generation: float32 only
 ])
 def test_bad_key_or_type_is_refused_naming_the_key(item, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):

@@ -37,17 +37,35 @@ def _batch(n=3, t=9, vocab=50, seed=0):
     return SimpleNamespace(input_ids=ids, attention_mask=attn, completion_mask=cmask)
 
 
-def test_token_logprobs_match_full_log_softmax():
+def test_token_logprobs_match_full_log_softmax_on_completion_tokens():
     model = tiny_qwen3(vocab_size=50)
     batch = _batch()
+    batch.completion_mask[0, 3] = 1  # row 0's completion starts a column earlier than the others
     got = token_logprobs(model, batch, temperature=0.7)  # (N, T)
     with torch.no_grad():
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     ref = torch.log_softmax(logits.double() / 0.7, dim=-1)  # (N, T, V)
     ref = ref[:, :-1].gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)  # (N, T-1)
+    ref = torch.nn.functional.pad(ref, (1, 0)) * batch.completion_mask  # (N, T)
     assert got.shape == batch.input_ids.shape
-    assert torch.equal(got[:, 0], torch.zeros(3))
-    torch.testing.assert_close(got[:, 1:].double(), ref, atol=1e-6, rtol=0)
+    assert torch.equal(got[batch.completion_mask == 0], torch.zeros(int((batch.completion_mask == 0).sum())))
+    torch.testing.assert_close(got.double(), ref, atol=1e-6, rtol=0)
+
+
+def test_token_logprobs_chunking_changes_nothing(monkeypatch):
+    import evil_moe.grpo as grpo
+
+    model, batch = tiny_qwen3(vocab_size=50), _batch()
+    whole = token_logprobs(model, batch, temperature=0.7)
+    monkeypatch.setattr(grpo, "LOGIT_CHUNK", 1)  # one row per chunk
+    assert torch.equal(token_logprobs(model, batch, temperature=0.7), whole)
+
+
+def test_token_logprobs_refuses_rows_without_completion():
+    batch = _batch()
+    batch.completion_mask[2] = 0
+    with pytest.raises(ValueError, match="every row needs a completion token"):
+        token_logprobs(tiny_qwen3(vocab_size=50), batch)
 
 
 def test_grpo_loss_value_and_gradient_against_reference():

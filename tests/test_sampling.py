@@ -115,6 +115,30 @@ def test_sample_from_logits_is_inverse_cdf_over_the_top_p_set():
     assert hot.tolist() == [1, 3]
 
 
+@pytest.mark.parametrize("temperature,top_p", [(0.7, 0.95), (1.0, 0.5), (0.3, 0.9), (1.5, 0.99), (1.0, 1.0)])
+def test_sample_from_logits_fast_path_picks_what_the_full_sort_picks(monkeypatch, temperature, top_p):
+    import evil_moe.sampling as sampling
+
+    g = torch.Generator().manual_seed(0)
+    V = 700
+    peaked = torch.randn(256, V, generator=g) * 4  # (256, V) nucleus well inside 64 tokens
+    flat = torch.randn(256, V, generator=g) * 0.3  # nucleus far past 64 tokens: the full sort
+    tied = (torch.randn(256, V, generator=g) * 4).round()  # many exact ties, broken by id
+    logits = torch.cat([peaked, flat, tied])  # (768, V)
+    u = torch.rand(len(logits), generator=g)
+    fast = sample_from_logits(logits, u, temperature, top_p)
+    monkeypatch.setattr(sampling, "CANDIDATES", V)  # never the fast path
+    full = sample_from_logits(logits, u, temperature, top_p)
+    assert torch.equal(fast, full)
+    # and the fast path was taken where it applies (a peaked row, alone)
+    monkeypatch.setattr(sampling, "CANDIDATES", 64)
+    calls = []
+    real_sort = torch.Tensor.sort
+    monkeypatch.setattr(torch.Tensor, "sort", lambda t, *a, **k: calls.append(t.shape[-1]) or real_sort(t, *a, **k))
+    sample_from_logits(peaked[:1] * 3, u[:1], temperature, min(top_p, 0.99))
+    assert V not in calls
+
+
 def test_row_seeds_are_distinct_and_stable():
     seeds = {row_seed(s, i, j) for s in range(3) for i in range(20) for j in range(20)}
     assert len(seeds) == 3 * 20 * 20 and all(0 <= x < 2**63 for x in seeds)
@@ -154,6 +178,27 @@ def test_samples_depend_only_on_seed_and_prompt_index(policy, prompts):
     moved = HFGenerator(policy, _cfg().sampling).generate([prompts[3]], 3, seed=11, prompt_indices=[0])
     reseeded = HFGenerator(policy, _cfg().sampling).generate(prompts, 3, seed=12)
     assert _ids(moved)[0] != _ids(full)[3] and _ids(reseeded) != _ids(full)
+
+
+def test_merged_generation_samples_the_same_and_restores_the_weights_exactly(policy, prompts):
+    adapter, model = policy.adapter, policy.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = HFGenerator(policy, _cfg(merge_adapter=False).sampling).generate(prompts, 3, seed=5)
+    merged = HFGenerator(policy, _cfg(merge_adapter=True).sampling)
+    folded = []
+    real_merge = type(adapter).merge
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(adapter), "merge", lambda self: folded.append(1) or real_merge(self))
+        assert _ids(merged.generate(prompts, 3, seed=5)) == _ids(plain)
+        assert folded  # it did generate from merged weights
+        after = model.state_dict()
+        assert not adapter.merged and all(torch.equal(before[k], after[k]) for k in before)
+        # the base model is never merged into: disabled() generates from the base weights
+        folded.clear()
+        with adapter.disabled():
+            base = HFGenerator(policy, _cfg(merge_adapter=False).sampling).generate(prompts, 3, seed=5)
+            assert _ids(merged.generate(prompts, 3, seed=5)) == _ids(base)
+        assert not folded and _ids(base) != _ids(plain)
 
 
 @torch.no_grad()

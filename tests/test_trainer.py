@@ -141,10 +141,13 @@ def test_oracle_arm_does_read_labels(tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
-def test_gradients_match_one_graph_reference(tmp_path):
+@pytest.mark.parametrize("merge", [False, True])
+def test_gradients_match_one_graph_reference(tmp_path, merge):
     """Micro-batched training forward + router gradient through a leaf gate + pin loss equals one
-    full-batch graph computed directly (router in the graph), to 1e-6."""
+    full-batch graph computed directly (router in the graph, every forward unmerged), to 1e-6;
+    also when the sampling policy's no-grad forwards run merged (`sampling.merge_adapter`)."""
     cfg = tiny_cfg(tmp_path, micro_batch_size=3, kl_coef=0.1)
+    cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, merge_adapter=merge))
     tr = make_trainer(cfg)
     sr = tr.sample()
     grades = tr.grade(sr)

@@ -339,6 +339,8 @@ class ExpertAdapter:
     @contextlib.contextmanager
     def disabled(self) -> Iterator[None]:
         """The base model: adapter deltas off (pooling still records)."""
+        if self.merged:
+            raise RuntimeError("disabled() on a merged adapter would keep the merged delta; unmerge first")
         previous = self._state.enabled
         self._state.enabled = False
         try:
@@ -395,6 +397,11 @@ class ExpertAdapter:
     def merged(self) -> bool:
         return self._merged_at_depth is not None
 
+    @property
+    def enabled(self) -> bool:
+        """False inside `disabled()`: forwards are the base model's."""
+        return self._state.enabled
+
     def merge(self) -> None:
         """Fold the current adapter (as trained, gate = 1) into the base weights for fast evaluation.
 
@@ -420,6 +427,20 @@ class ExpertAdapter:
         for layer in self._layers.values():
             layer.unmerge()
         self._merged_at_depth = None
+
+    @contextlib.contextmanager
+    def folded(self, wanted: bool = True) -> Iterator[None]:
+        """Merged for the forwards inside (no-grad forwards with both experts at full weight), then
+        unmerged exactly. A no-op when not `wanted`, when disabled (the base model has nothing to
+        merge) or when already merged. Forwards inside equal the unmerged ones up to rounding."""
+        fold = wanted and self.enabled and not self.merged
+        if fold:
+            self.merge()
+        try:
+            yield
+        finally:
+            if fold and self.merged:
+                self.unmerge()
 
     def state_dict(self) -> dict[str, Tensor]:
         """Adapter tensors only, keyed `{module name}.{A_dep|B_dep|A_quar|B_quar|A0_dep|...}`."""

@@ -83,6 +83,10 @@ class SamplingConfig:
     max_prompt_tokens: int = _f(1536, "Prompts longer than this are refused (named), not truncated.")
     max_new_tokens: int = _f(1536, "Maximum completion length; also the Dr.GRPO loss normaliser.")
     batch_size: int = _f(64, "Sequences generated per generate() call.")
+    merge_adapter: bool = _f(False, "Fold the adapter (both blocks) into the base weights for the sampling "
+                             "policy's no-grad forwards (HF generation, the scoring forward, the pairs' pass) "
+                             "and restore them exactly afterwards. Faster; costs one copy of the target "
+                             "weights. Needs model.dtype float32, where it changes results by rounding only.")
 
 
 @dataclass
@@ -155,6 +159,9 @@ def validate(cfg: Config) -> None:
          "toward its initial values, so it would change the delta that the deployment ablation removes"),
         ("sampling.temperature", cfg.sampling.temperature > 0, "must be positive"),
         ("sampling.top_p", 0 < cfg.sampling.top_p <= 1, "must be in (0, 1]"),
+        ("sampling.merge_adapter", not cfg.sampling.merge_adapter or cfg.model.dtype == "float32",
+         f"needs model.dtype float32 (got {cfg.model.dtype!r}): merged into {cfg.model.dtype} weights, the "
+         "adapter's small delta would be rounded away and sampling would not follow the trained policy"),
         ("router.route_a_quantile", 0 < cfg.router.route_a_keep_quantile <= cfg.router.route_a_quantile < 1,
          "needs 0 < route_a_keep_quantile <= route_a_quantile < 1"),
         ("eval.samples_per_problem", cfg.eval.samples_per_problem >= 1, "must be at least 1"),
@@ -177,7 +184,7 @@ def preset(name: str) -> Config:
             "model": {"name_or_path": "toy", "dtype": "float32", "device": "cpu"},
             "adapter": {"rank": 4, "alpha": 8.0},
             "env": {"problems": None, "workers": 2},
-            "sampling": {"max_prompt_tokens": 256, "max_new_tokens": 64, "batch_size": 64},
+            "sampling": {"max_prompt_tokens": 256, "max_new_tokens": 64, "batch_size": 64, "merge_adapter": True},
             "grpo": {"steps": 30, "prompts_per_step": 8, "group_size": 8, "lr": 3e-3, "warmup_steps": 2,
                      "micro_batch_size": 64},
             "router": {"lr": 3e-2},

@@ -22,23 +22,36 @@ def group_advantages(rewards: Tensor, group_size: int) -> Tensor:
     return (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)  # (N,)
 
 
+LOGIT_CHUNK = 1 << 25  # float32 logits materialised at once by `token_logprobs` (128 MiB)
+
+
 def token_logprobs(model: torch.nn.Module, batch, temperature: float = 1.0) -> Tensor:
-    """Log-probability of every token of `batch.input_ids` given the tokens before it.
+    """Log-probability of each completion token of `batch` given the tokens before it.
 
     Returns (N, T), aligned with `input_ids`: entry [i, t] is log p(x_t | x_<t) under the model's
-    logits divided by `temperature` (the distribution that was sampled from, before top-p);
-    column 0 has no context and is 0. Gradients flow to the model's trainable parameters.
+    logits divided by `temperature` (the distribution that was sampled from, before top-p) where
+    `completion_mask[i, t]` is 1, and exactly 0 elsewhere. Logits are computed only from the first
+    completion column of the batch on (`logits_to_keep`), as the loss reads nothing before it, and
+    turned into float32 log-probabilities `LOGIT_CHUNK` elements at a time. Gradients flow to the
+    model's trainable parameters.
     """
     input_ids, attention_mask = batch.input_ids, batch.attention_mask  # (N, T), (N, T)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]  # (N, T-1, V)
-    targets = input_ids[:, 1:]  # (N, T-1)
-    rows = []
-    for i in range(logits.shape[0]):  # one row at a time keeps the float32 copy of the logits small
-        row = logits[i].float() / temperature  # (T-1, V)
-        picked = row.gather(-1, targets[i].unsqueeze(-1)).squeeze(-1)  # (T-1,)
-        rows.append(picked - torch.logsumexp(row, dim=-1))  # (T-1,)
-    logp = torch.stack(rows)  # (N, T-1)
-    return torch.nn.functional.pad(logp, (1, 0))  # (N, T)
+    mask = batch.completion_mask  # (N, T)
+    N, T = input_ids.shape
+    if not bool(mask[:, 0].eq(0).all()) or not bool(mask.any(dim=1).all()):
+        raise ValueError("token_logprobs: every row needs a completion token, and none in column 0")
+    first = int(mask.argmax(dim=1).min())  # first completion column of any row, >= 1
+    keep = T - first + 1  # logits at positions first-1 .. T-1 (the last one predicts nothing)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits[:, :-1]
+    targets = input_ids[:, first:]  # (N, T-first) token t is predicted at position t-1
+    rows_per_chunk = max(1, LOGIT_CHUNK // max(1, logits.shape[1] * logits.shape[2]))
+    parts = []
+    for start in range(0, N, rows_per_chunk):
+        z = logits[start: start + rows_per_chunk].float() / temperature  # (n, T-first, V)
+        picked = z.gather(-1, targets[start: start + rows_per_chunk].unsqueeze(-1)).squeeze(-1)  # (n, T-first)
+        parts.append(picked - torch.logsumexp(z, dim=-1))  # (n, T-first)
+    logp = torch.nn.functional.pad(torch.cat(parts), (first, 0))  # (N, T)
+    return logp * mask.to(logp.dtype)
 
 
 def grpo_loss(logp: Tensor, advantages: Tensor, completion_mask: Tensor, max_new_tokens: int,

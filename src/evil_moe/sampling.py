@@ -117,17 +117,40 @@ def row_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
+CANDIDATES = 64  # tokens `sample_from_logits` looks at first, before sorting the whole vocabulary
+_MARGIN = 1e-4  # the candidates hold the top-p set only if the mass beyond them starts this far past top_p
+
+
 def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
     """Token per row by inverse-CDF sampling of softmax(logits / T) restricted to the top-p set.
 
     logits (B, V), u (B,) uniforms in [0, 1) -> (B,) token ids. The top-p set is the smallest
     prefix of the tokens sorted by probability (ties by id) whose mass reaches `top_p`.
+
+    Fast path, the same tokens bit for bit: the `CANDIDATES` most likely tokens of each row are
+    sorted alone. When every token above the smallest candidate probability already carries the
+    top-p mass (with a margin far above rounding), the sorted prefix and its cumulative sums are
+    those of the full sort, so the pick is the same; otherwise the whole vocabulary is sorted.
     """
     probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
+    if CANDIDATES < probs.shape[-1]:
+        top_v, top_i = probs.topk(CANDIDATES, dim=-1)  # (B, K) by probability, ties in any order
+        ids, by_id = top_i.sort(dim=-1)  # (B, K) ascending ids, so the stable sort breaks ties by id
+        sorted_p, order = top_v.gather(-1, by_id).sort(dim=-1, descending=True, stable=True)  # (B, K)
+        order = ids.gather(-1, order)  # (B, K) token ids
+        above = (sorted_p > top_v[:, -1:]).sum(dim=-1, keepdim=True)  # (B, 1) tokens above the K-th value
+        mass_before = sorted_p.cumsum(dim=-1) - sorted_p  # (B, K)
+        first_out = mass_before.gather(-1, above)  # (B, 1) mass before the first token left out
+        if bool((first_out >= top_p + _MARGIN).all()):
+            return _inverse_cdf(sorted_p, order, mass_before, u, top_p)
     sorted_p, order = probs.sort(dim=-1, descending=True, stable=True)  # (B, V)
-    mass_before = sorted_p.cumsum(dim=-1) - sorted_p  # (B, V)
-    kept = sorted_p * (mass_before < top_p)  # (B, V) the first token is always kept
-    cdf = kept.cumsum(dim=-1)  # (B, V)
+    return _inverse_cdf(sorted_p, order, sorted_p.cumsum(dim=-1) - sorted_p, u, top_p)
+
+
+def _inverse_cdf(sorted_p: torch.Tensor, order: torch.Tensor, mass_before: torch.Tensor, u: torch.Tensor,
+                 top_p: float) -> torch.Tensor:
+    kept = sorted_p * (mass_before < top_p)  # (B, K) the first token is always kept
+    cdf = kept.cumsum(dim=-1)  # (B, K)
     target = (u.to(cdf.device, cdf.dtype) * cdf[:, -1]).unsqueeze(-1)  # (B, 1)
     pos = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[-1] - 1)  # (B, 1)
     return order.gather(-1, pos).squeeze(-1)  # (B,)
@@ -233,9 +256,10 @@ class HFGenerator:
         model.generation_config = GenerationConfig(eos_token_id=self.eos, pad_token_id=tok.pad_token_id)
         model.eval()
         try:
-            out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                                 generation_config=gen_cfg,
-                                 logits_processor=LogitsProcessorList([sampler]))  # (B, P + T)
+            with self.policy.adapter.folded(self.cfg.merge_adapter):  # one dense delta per module
+                out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                                     generation_config=gen_cfg,
+                                     logits_processor=LogitsProcessorList([sampler]))  # (B, P + T)
         finally:
             model.generation_config = saved_cfg
             model.train(was_training)

@@ -287,12 +287,13 @@ class Trainer:
 
     @torch.no_grad()
     def score(self, rollouts: list[Rollout]) -> Scored:
-        """One no-grad forward per micro-batch with both experts on: pooled activations and log-probs."""
+        """One no-grad forward per micro-batch with both experts on: pooled activations and log-probs
+        (merged as the sampler's forward is, when `sampling.merge_adapter`)."""
         adapter, model, temp = self.policy.adapter, self.policy.model, self.cfg.sampling.temperature
         model.eval()
         pooled, logps, refs = [], [], []
         for _, batch in self._micro_batches(rollouts):
-            with adapter.pooling(batch.completion_mask) as pool:
+            with adapter.folded(self.cfg.sampling.merge_adapter), adapter.pooling(batch.completion_mask) as pool:
                 logps.append(token_logprobs(model, batch, temp))  # (n, T)
             pooled.append(pool.tensor())  # (n, M, r)
             if self.cfg.grpo.kl_coef:
@@ -309,7 +310,7 @@ class Trainer:
 
     def pair_activations(self):
         """Pooled (hack, clean) activations of the contrastive pairs under the current adapter."""
-        with torch.no_grad():
+        with torch.no_grad(), self.policy.adapter.folded(self.cfg.sampling.merge_adapter):
             return pooled_pair_activations(self.policy.model, self.policy.tokenizer, self.policy.adapter,
                                            self.pairs, self.cfg.grpo.micro_batch_size,
                                            system_prompt=self.cfg.router.pair_system_prompt)
