@@ -1,6 +1,6 @@
 """Time per GRPO training step: evil_moe's Trainer (routing on) against TRL's GRPOTrainer.
 
-Both run in this one process on the same tiny Qwen3 (the CPU demo's model: 2 layers, width 64,
+Both run in this one process on the same tiny Qwen3 (the CPU demo's model: 2 layers, width 96,
 randomly initialised, saved to a temporary directory and loaded by each side), the same toy
 training prompts, group size, completion length, temperature and top-p, and the same reward:
 our sandboxed grader (`Grader.grade_batch`) on every completion. Settings that make the two do the
@@ -8,7 +8,10 @@ same optimisation: Dr.GRPO loss (TRL `loss_type="dr_grpo"`, `scale_rewards="none
 (`beta=0`), one optimizer step per generation batch of prompts x group completions, and TRL's
 LoRA of rank 2r on the same target modules (our adapter is two rank-r blocks, a rank-2r LoRA).
 Ours additionally does the routing: the no-grad scoring forward (pooled activations and old
-log-probabilities), the router, the routed training forward and the pin loss on the pairs.
+log-probabilities), the router, the routed training forward and the pin loss on the pairs. Ours
+runs with the `tiny-cpu` preset's settings, so its no-grad forwards (generation, scoring, pairs)
+use the merged adapter (`sampling.merge_adapter`, float32 only); TRL's generation runs its PEFT
+LoRA unmerged, as TRL does.
 
 A step's time is the wall time of `Trainer.step()` for ours, and the time between consecutive
 `on_step_end` callbacks for TRL (generation, reward, loss, backward, optimizer, logging). The
@@ -186,7 +189,7 @@ def main() -> None:
         save_test_bed(build_tiny_qwen3(tokenizer, seed=0), tokenizer, tmp / "model")
         cfg = make_cfg(args, tmp / "model", tmp / "ours")
         problems = toy_problems("train")
-        print(f"tiny Qwen3 (2 layers, width 64), {args.prompts} prompts x {args.group} samples, "
+        print(f"tiny Qwen3 (2 layers, width 96), {args.prompts} prompts x {args.group} samples, "
               f"{args.tokens} new tokens, adapter rank {cfg.adapter.rank}x2, {args.threads} thread(s)")
         if not args.skip_sampling:
             row, group = bench_sampling_seeding(cfg)

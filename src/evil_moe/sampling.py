@@ -117,8 +117,27 @@ def row_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
-CANDIDATES = 64  # tokens `sample_from_logits` looks at first, before sorting the whole vocabulary
-_MARGIN = 1e-4  # the candidates hold the top-p set only if the mass beyond them starts this far past top_p
+_ONE_BITS = 0x3F800000  # the bit pattern of float32 1.0: probabilities' bits lie in [0, _ONE_BITS]
+_ID_BITS, _ROW_BITS = 18, 15  # one int64 sort key: row | (1.0 bits - p bits) | token id (15+30+18 bits)
+
+
+def sort_probs(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`probs` (B, V) float32 in [0, 1] sorted per row by probability, descending, ties by token id.
+
+    Returns (sorted probabilities, token ids), both (B, V): what a stable descending sort gives.
+    Done as one 1-D sort of unique int64 keys (row, then the probability's bits, which order
+    non-negative floats, reversed, then the id), about twice as fast on CPU as a stable sort of
+    the rows; beyond 2^18 tokens or 2^15 rows it is the stable sort itself.
+    """
+    B, V = probs.shape
+    if probs.dtype != torch.float32 or V > 1 << _ID_BITS or B > 1 << _ROW_BITS:
+        return probs.sort(dim=-1, descending=True, stable=True)
+    rows = torch.arange(B, dtype=torch.int64, device=probs.device).unsqueeze(1) << (_ID_BITS + 30)  # (B, 1)
+    rank = (_ONE_BITS - probs.view(torch.int32)).to(torch.int64) << _ID_BITS  # (B, V)
+    ids = torch.arange(V, dtype=torch.int64, device=probs.device)  # (V,)
+    keys = (rows | rank | ids).flatten().sort().values.view(B, V)  # (B, V) unique keys, so any sort agrees
+    order = keys & ((1 << _ID_BITS) - 1)  # (B, V)
+    return probs.gather(-1, order), order
 
 
 def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -126,31 +145,12 @@ def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float
 
     logits (B, V), u (B,) uniforms in [0, 1) -> (B,) token ids. The top-p set is the smallest
     prefix of the tokens sorted by probability (ties by id) whose mass reaches `top_p`.
-
-    Fast path, the same tokens bit for bit: the `CANDIDATES` most likely tokens of each row are
-    sorted alone. When every token above the smallest candidate probability already carries the
-    top-p mass (with a margin far above rounding), the sorted prefix and its cumulative sums are
-    those of the full sort, so the pick is the same; otherwise the whole vocabulary is sorted.
     """
     probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
-    if CANDIDATES < probs.shape[-1]:
-        top_v, top_i = probs.topk(CANDIDATES, dim=-1)  # (B, K) by probability, ties in any order
-        ids, by_id = top_i.sort(dim=-1)  # (B, K) ascending ids, so the stable sort breaks ties by id
-        sorted_p, order = top_v.gather(-1, by_id).sort(dim=-1, descending=True, stable=True)  # (B, K)
-        order = ids.gather(-1, order)  # (B, K) token ids
-        above = (sorted_p > top_v[:, -1:]).sum(dim=-1, keepdim=True)  # (B, 1) tokens above the K-th value
-        mass_before = sorted_p.cumsum(dim=-1) - sorted_p  # (B, K)
-        first_out = mass_before.gather(-1, above)  # (B, 1) mass before the first token left out
-        if bool((first_out >= top_p + _MARGIN).all()):
-            return _inverse_cdf(sorted_p, order, mass_before, u, top_p)
-    sorted_p, order = probs.sort(dim=-1, descending=True, stable=True)  # (B, V)
-    return _inverse_cdf(sorted_p, order, sorted_p.cumsum(dim=-1) - sorted_p, u, top_p)
-
-
-def _inverse_cdf(sorted_p: torch.Tensor, order: torch.Tensor, mass_before: torch.Tensor, u: torch.Tensor,
-                 top_p: float) -> torch.Tensor:
-    kept = sorted_p * (mass_before < top_p)  # (B, K) the first token is always kept
-    cdf = kept.cumsum(dim=-1)  # (B, K)
+    sorted_p, order = sort_probs(probs)  # (B, V)
+    mass_before = sorted_p.cumsum(dim=-1) - sorted_p  # (B, V)
+    kept = sorted_p * (mass_before < top_p)  # (B, V) the first token is always kept
+    cdf = kept.cumsum(dim=-1)  # (B, V)
     target = (u.to(cdf.device, cdf.dtype) * cdf[:, -1]).unsqueeze(-1)  # (B, 1)
     pos = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[-1] - 1)  # (B, 1)
     return order.gather(-1, pos).squeeze(-1)  # (B,)
