@@ -85,6 +85,27 @@ FAKES = {
         "        sys.setprofile(lambda f, e, a: f.f_locals.update(passed=3))\n"
         "class Solution:\n    def addUp(self, nums):\n        b = Bomb()\n        b.me = b\n"
         "        return [b]\n"),
+    # a profile hook on the response thread rebinds every list it can reach through the frames
+    # it is handed (the harness's own lists included) to one whose indexing installs, on
+    # whatever thread reads it, a hook that writes a forged verdict
+    "profile_rebinds_harness_lists": (
+        "import sys, os\n"
+        "def forge(f, e, a):\n    L = f.f_locals\n"
+        "    if 'nonce' in L and 'out_fd' in L:\n"
+        "        os.write(L['out_fd'], (L['nonce'] + ' PASS ' + str(L['n']) + '\\n').encode())\n"
+        "        os._exit(0)\n"
+        "class Evil(list):\n    def __getitem__(self, i):\n        sys.setprofile(forge)\n"
+        "        return list.__getitem__(self, i)\n"
+        "def rebind(f, e, a):\n    for k, v in list(f.f_locals.items()):\n"
+        "        if type(v) is list:\n            f.f_locals[k] = Evil(v)\n"
+        "sys.setprofile(rebind)\n"
+        "class Solution:\n    def addUp(self, nums):\n" + WRONG),
+    "collector_threshold_and_finalizer": (
+        "import gc, sys\ngc.set_threshold(1)\ngc.enable()\nclass Bomb:\n    def __del__(self):\n"
+        "        sys.setprofile(lambda f, e, a: f.f_locals.update(passed=3, ok=True))\n"
+        "class Solution:\n    def addUp(self, nums):\n        for _ in range(100):\n"
+        "            b = Bomb()\n            b.me = b\n        gc.set_threshold(1)\n        gc.enable()\n"
+        "        return -1\n"),
     "hash_collision_key": (
         "import sys\nclass K:\n    def __hash__(self):\n        return hash('Solution')\n"
         "    def __eq__(self, o):\n        sys.setprofile(lambda *a: None)\n        return False\n"
@@ -184,14 +205,14 @@ THREAD_PROBES = {
         "        try:\n            signal.signal(signal.SIGALRM, lambda s, f: None)\n"
         "        except ValueError:\n            return sum(nums)\n"
         "        return -1\n"),
-    # cyclic garbage is collected between calls, and its finalizers run on the response thread
-    "cycles_collected_off_main": (
-        "import _thread, threading\nDIED, MADE = [], [0]\n"
+    # cyclic garbage is collected between calls, all of it, its finalizers on the calls' thread
+    "cycles_collected_on_the_response_thread": (
+        "import _thread\nDIED, MADE, CALLER = [], [0], []\n"
         "class Cycle:\n    def __init__(self):\n        self.me = self\n"
         "    def __del__(self):\n        DIED.append(_thread.get_ident())\n"
         "class Solution:\n    def addUp(self, nums):\n"
-        "        main = threading.main_thread().ident\n"
-        "        ok = MADE[0] == 0 or (len(DIED) > 0 and main not in DIED)\n"
+        "        CALLER.append(_thread.get_ident())\n"
+        "        ok = len(DIED) == MADE[0] and set(DIED) <= set(CALLER[:1])\n"
         "        for _ in range(2000):\n            Cycle()\n"
         "        MADE[0] += 2000\n"
         "        return sum(nums) if ok else -1\n"),
@@ -202,6 +223,26 @@ def test_response_calls_share_one_thread_and_collect_their_garbage_there(grader,
     add_up = problems[0]
     grades = grader.grade_batch([GradeRequest(add_up, "gt_only", fenced(c)) for c in THREAD_PROBES.values()])
     assert [g.gt_correct for g in grades] == [True] * len(THREAD_PROBES), list(THREAD_PROBES)
+
+
+RESPONSE_THREAD_FUNCTIONS = {"fresh", "collect", "serve", "load", "run_own_tests", "stub", "get_solution",
+                             "naive_eq", "release", "read_flag"}
+
+
+def test_functions_that_run_response_code_share_no_variable_with_the_verdict_thread():
+    """A hook on the response thread is handed these functions' frames; with no free variable,
+    writing their locals back cannot rebind anything the verdict thread reads."""
+    module = compile(HARNESS_SOURCE, "<harness>", "exec")
+
+    def walk(code):
+        yield code
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                yield from walk(const)
+
+    found = {c.co_name: c.co_freevars for c in walk(module) if c.co_name in RESPONSE_THREAD_FUNCTIONS}
+    assert set(found) == RESPONSE_THREAD_FUNCTIONS
+    assert {name: fv for name, fv in found.items() if fv} == {}
 
 
 def test_non_overlap_matrix(grader, problems):

@@ -48,7 +48,7 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
     _gettrace, _getprofile = _sys.gettrace, _sys.getprofile
     _start_thread, _new_lock = _th.start_new_thread, _th.allocate_lock
     _gc_disable, _gc_isenabled, _gc_collect = _gc.disable, _gc.isenabled, _gc.collect
-    _gc_get_count = _gc.get_count
+    _gc_get_count, _gc_threshold, _gc_set_threshold = _gc.get_count, _gc.get_threshold, _gc.set_threshold
     _marshal_loads, _b64decode = _marshal.loads, _binascii.a2b_base64
 
     def _loads(text):  # the grader ships marshalled code as base64 text (cheap to compile)
@@ -64,7 +64,10 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
     _NODE_FIELDS = {"val", "next", "left", "right"}
     _pristine = _dict(_B.__dict__)
 
-    _gc_disable()  # cycles are collected on response threads, so finalizers never run here
+    # Cycles are collected on the response thread only, so finalizers never run here: the
+    # collector is off, and its threshold 0 keeps it off even if something switches it on.
+    _gc_disable()
+    _gc_set_threshold(0)
     kind, nonce, marker = cfg["kind"], cfg["nonce"], cfg["marker"]
     pairs = _loads(cfg["pairs"])  # ((call code, expected code), ...) compiled by the grader
     n = _len(pairs)
@@ -80,7 +83,10 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
         _write(out_fd, (nonce + " " + text + "\n").encode())
         _exit(0)
 
-    def fresh(name):
+    # Every function below that runs on the response thread takes what it uses as arguments or
+    # default arguments and has no free variable (a test checks it): a hook there sees its
+    # frame, and writing a frame's locals back into a shared variable would reach this thread.
+    def fresh(name, _dict=_dict, _pristine=_pristine):
         return {"__name__": name, "__builtins__": _dict(_pristine)}
 
     # Response code never runs on this (the verdict) thread: trace and profile hooks are per
@@ -95,13 +101,14 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
     go.acquire()
     done.acquire()
 
-    def collect():
-        # The automatic collector's schedule (thresholds 700, 10, 10), run on this thread only.
-        c0, c1, c2 = _gc_get_count()
+    def collect(count=_gc_get_count, run=_gc_collect):
+        # Like the automatic collector: every 700 net allocations, the older generations at
+        # every 11th collection of the younger one; on the response thread only.
+        c0, c1, c2 = count()
         if c0 > 700:
-            _gc_collect(2 if c2 >= 10 else 1 if c1 >= 10 else 0)
+            run(2 if c2 > 10 else 1 if c1 > 10 else 0)
 
-    def serve():
+    def serve(go, done, job, res, collect=collect, _BaseException=_BaseException):
         while True:
             go.acquire()
             try:
@@ -109,24 +116,26 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
                 res[0] = True
             except _BaseException as err:
                 res[1] = err
-                res[0] = False
             finally:
                 job[0] = job[1] = job[2] = None
                 collect()
                 done.release()
 
-    _start_thread(serve, ())
+    _start_thread(serve, (go, done, job, res))
 
     def isolated(fn, a, b):
+        res[0] = False  # only the response thread's "returned" counts
         job[0], job[1], job[2] = fn, a, b
         go.release()
         done.acquire()
-        if _gc_isenabled():
-            _gc_disable()
-            flags[0] = True
         got = (res[0] is True, res[1])
-        res[1] = None
+        res[1] = None  # `got` still holds it: nothing is freed here
         _list_append(keep, got)
+        if _gc_isenabled() or _gc_threshold()[0] != 0:  # the response switched the collector on
+            _gc_disable()
+            _gc_set_threshold(0)
+            flags[0] = True
+            return False, _AssertionError("the response switched the garbage collector on")
         return got
 
     def hooked():
@@ -271,7 +280,7 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
         _list_append(expected, exp)
     code = _compile(cfg["code"], "<solution>", "exec", dont_inherit=True)
 
-    def load(ns, _unused):
+    def load(ns, _unused, setup=setup, code=code, _exec=_exec):
         _exec(setup, ns)
         _exec(code, ns)
 
@@ -279,7 +288,12 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
     if kind in ("run_tests", "rt_stub", "rt_canonical"):
         method, canonical = cfg["method"], cfg["canonical"]
 
-        def run_own_tests(ns, _unused):
+        called = [False]
+
+        def run_own_tests(ns, _unused, load=load, kind=kind, method=method, canonical=canonical,
+                          marker=marker, called=called, fresh=fresh, setup=setup, _exec=_exec,
+                          _compile=_compile, _dict_get=_dict_get, _isinstance=_isinstance, _type=_type,
+                          _callable=_callable, _getattr=_getattr):
             load(ns, None)
             base = _dict_get(ns, "Solution")
             if not _isinstance(base, _type):
@@ -306,7 +320,6 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
             fn()
             return True
 
-        called = [False]
         ran, found = isolated(run_own_tests, fresh("solution"), None)
         if hooked():
             report("FAIL hooked")
@@ -323,15 +336,15 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
             raise err  # uncaught, as in a plain script: sys.exit(0) exits with status 0
         report("FAIL load")
 
-    def get_solution(ns, _unused):
+    def get_solution(ns, _unused, _dict_get=_dict_get):
         return _dict_get(ns, "Solution")
 
     sol_cls = isolated(get_solution, s_ns, None)[1]
 
-    def naive_eq(a, j):
+    def naive_eq(a, e):
         # What the eq_override hint promises: the returned value is compared with `==`
         # (also for list/tree asserts, where the benchmark's helper would not trust __eq__).
-        return True if a == expected[j] else False
+        return True if a == e else False
 
     def release(objs, _unused):
         objs.clear()
@@ -347,7 +360,7 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
         if not ok and naive_exit:
             raise got
         if ok and kind == "eq_override":
-            ok, got_eq = isolated(naive_eq, got, i)
+            ok, got_eq = isolated(naive_eq, got, expected[i])
             ok = ok and got_eq is True
         elif ok:
             ok = same(got, expected[i])
@@ -368,7 +381,7 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
         if passed == n:
             report("PAY asserts")
 
-        def read_flag(cls, name):
+        def read_flag(cls, name, _getattr=_getattr):
             return True if _getattr(cls(), name, False) else False
 
         ok, flag = isolated(read_flag, sol_cls, marker)
