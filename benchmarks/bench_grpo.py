@@ -11,7 +11,7 @@ Ours additionally does the routing: the no-grad scoring forward (pooled activati
 log-probabilities), the router, the routed training forward and the pin loss on the pairs. Ours
 runs with the `tiny-cpu` preset's settings, so its no-grad forwards (generation, scoring, pairs)
 use the merged adapter (`sampling.merge_adapter`, float32 only); TRL's generation runs its PEFT
-LoRA unmerged, as TRL does.
+LoRA unmerged, as TRL does; `--no-merge` runs ours unmerged too.
 
 A step's time is the wall time of `Trainer.step()` for ours, and the time between consecutive
 `on_step_end` callbacks for TRL (generation, reward, loss, backward, optimizer, logging). The
@@ -25,7 +25,7 @@ considered (per-row seeded sampler over batches of any prompts, as shipped, vers
 TRL is a benchmark-only dependency: `pip install trl --no-deps` (plus any of pandas, pyarrow,
 psutil, jinja2 that are missing) keeps the installed torch.
 
-    python benchmarks/bench_grpo.py [--steps 3] [--rounds 2] [--prompts 8] [--group 8] [--tokens 64]
+    python benchmarks/bench_grpo.py [--steps 3] [--rounds 2] [--prompts 8] [--group 8] [--tokens 64] [--no-merge]
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def make_cfg(args, model_dir: Path, out_dir: Path):
     cfg = preset("tiny-cpu")
     return from_dict({
         "model": {"name_or_path": str(model_dir), "dtype": "float32", "device": "cpu"},
-        "sampling": {"max_new_tokens": args.tokens, "batch_size": args.prompts * args.group},
+        "sampling": {"max_new_tokens": args.tokens, "batch_size": args.prompts * args.group,
+                     "merge_adapter": not args.no_merge},
         "grpo": {"prompts_per_step": args.prompts, "group_size": args.group,
                  "micro_batch_size": args.prompts * args.group, "steps": 1000},
         "run": {"arm": "evil_moe", "out_dir": str(out_dir), "progress": False, "checkpoint_every": 10**6},
@@ -180,6 +181,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64, help="max new tokens")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides)")
     ap.add_argument("--skip-sampling", action="store_true", help="skip the sampling-seeding comparison")
+    ap.add_argument("--no-merge", action="store_true",
+                    help="ours with sampling.merge_adapter off (as at bfloat16 scale): no-grad forwards unmerged")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
