@@ -125,6 +125,7 @@ def test_sort_probs_is_the_stable_descending_sort():
                         torch.full((2, V), -1e9)])  # every token tied
     probs = torch.softmax(logits, dim=-1)  # (194, V)
     probs[0, :5] = 0.0  # exact zeros, tied
+    probs[1, :5] = -0.0  # a negative zero equals zero
     want_p, want_i = probs.sort(dim=-1, descending=True, stable=True)
     got_p, got_i = sort_probs(probs)
     assert torch.equal(got_i, want_i) and torch.equal(got_p, want_p)
