@@ -12,12 +12,17 @@ import torch
 from tests.test_trainer import make_trainer, tiny_cfg, trained_state
 
 
-@pytest.mark.parametrize("arm", ["evil_moe", "route_a"])
-def test_resume_after_interruption_is_exact(tmp_path, arm):
-    straight = make_trainer(tiny_cfg(tmp_path / "straight", arm=arm, steps=4))
+def _cfg(path, arm, merge):
+    cfg = tiny_cfg(path, arm=arm, steps=4)  # checkpoint_every = 2
+    return dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, merge_adapter=merge))
+
+
+@pytest.mark.parametrize("arm, merge", [("evil_moe", False), ("route_a", False), ("evil_moe", True)])
+def test_resume_after_interruption_is_exact(tmp_path, arm, merge):
+    straight = make_trainer(_cfg(tmp_path / "straight", arm, merge))
     straight.train()
 
-    cfg = tiny_cfg(tmp_path / "cut", arm=arm, steps=4)  # checkpoint_every = 2
+    cfg = _cfg(tmp_path / "cut", arm, merge)
     first = make_trainer(cfg)
     first.train(stop_after=3)  # steps 0-2 logged, last checkpoint after step 2: step 2 is redone
     assert first.latest_checkpoint().name == "step_000002"
