@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"speed-up        : {t_naive / t_ours:7.2f}x wall, "
           f"{sum(cpu_naive) / sum(cpu_ours):.2f}x total CPU, "
           f"{cpu_naive[1] / cpu_ours[1]:.2f}x child CPU")
+
     def own(total: float, empty: float) -> str:
         return f"{total - empty:.2f} s" if total > empty else "within the noise of start-up"
 
