@@ -267,13 +267,27 @@ def test_merge_matches_forward_and_unmerge_is_exact():
 def test_folded_merges_only_an_enabled_unmerged_adapter_and_restores_exactly():
     model = tiny_qwen3(seed=1)
     adapter = attach_adapter(model, rank=2, alpha=4.0, seed=0)
+    with torch.no_grad():  # away from the init, so that merging changes the weights
+        for layer in adapter.layers.values():
+            layer.B_dep.add_(0.05)
+            layer.B_quar.sub_(0.05)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with adapter.folded():
-        assert adapter.merged
-    with adapter.folded(False):
+    ids = torch.randint(0, 100, (2, 7))
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits
+        with adapter.folded():
+            assert adapter.merged
+            torch.testing.assert_close(model(input_ids=ids).logits, ref, atol=1e-5, rtol=0)
+        with adapter.folded(False):
+            assert not adapter.merged
+        with adapter.disabled(), adapter.folded():
+            assert not adapter.merged  # the base model has nothing to merge
+        with pytest.raises(ValueError, match="inside"), adapter.folded():
+            raise ValueError("inside")
         assert not adapter.merged
-    with adapter.disabled(), adapter.folded():
-        assert not adapter.merged  # the base model has nothing to merge
+    with pytest.raises(RuntimeError, match="no-grad"), adapter.folded():
+        pass  # a forward with gradients would give the merged adapter none
+    assert not adapter.merged
     adapter.merge()
     with adapter.folded():  # already merged: left as it is
         assert adapter.merged

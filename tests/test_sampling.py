@@ -129,7 +129,12 @@ def test_sort_probs_is_the_stable_descending_sort():
     want_p, want_i = probs.sort(dim=-1, descending=True, stable=True)
     got_p, got_i = sort_probs(probs)
     assert torch.equal(got_i, want_i) and torch.equal(got_p, want_p)
-    # outside the key's range it is the stable sort itself
+    # with a NaN, or outside the key's range, it is the stable sort itself
+    nan = probs[:3].clone()
+    nan[1, 7] = float("nan")
+    nan[2, 3] = -float("nan")  # sign bit set: its bits would sort it last, the stable sort puts it first
+    (got_p, got_i), (want_p, want_i) = sort_probs(nan), nan.sort(dim=-1, descending=True, stable=True)
+    assert torch.equal(got_i, want_i) and torch.equal(got_p.nan_to_num(-1.0), want_p.nan_to_num(-1.0))
     assert all(torch.equal(a, b) for a, b in zip(sort_probs(probs.double()), probs.double().sort(
         dim=-1, descending=True, stable=True), strict=True))
 

@@ -434,6 +434,8 @@ class ExpertAdapter:
         unmerged exactly. A no-op when not `wanted`, when disabled (the base model has nothing to
         merge) or when already merged. Forwards inside equal the unmerged ones up to rounding."""
         fold = wanted and self.enabled and not self.merged
+        if fold and torch.is_grad_enabled():
+            raise RuntimeError("folded() is for no-grad forwards: merged, the adapter's parameters get no gradient")
         if fold:
             self.merge()
         try:

@@ -22,7 +22,8 @@ def group_advantages(rewards: Tensor, group_size: int) -> Tensor:
     return (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)  # (N,)
 
 
-LOGIT_CHUNK = 1 << 25  # float32 logits materialised at once by `token_logprobs` (128 MiB)
+LOGIT_CHUNK = 1 << 25  # float32 logits made at once by `token_logprobs` (128 MiB; under autograd
+# every chunk's copy is kept for the backward, so the cap bounds peak memory in no-grad calls only)
 
 
 def token_logprobs(model: torch.nn.Module, batch, temperature: float = 1.0) -> Tensor:
@@ -51,7 +52,7 @@ def token_logprobs(model: torch.nn.Module, batch, temperature: float = 1.0) -> T
         picked = z.gather(-1, targets[start: start + rows_per_chunk].unsqueeze(-1)).squeeze(-1)  # (n, T-first)
         parts.append(picked - torch.logsumexp(z, dim=-1))  # (n, T-first)
     logp = torch.nn.functional.pad(torch.cat(parts), (first, 0))  # (N, T)
-    return logp * mask.to(logp.dtype)
+    return torch.where(mask.bool(), logp, torch.zeros((), dtype=logp.dtype))
 
 
 def grpo_loss(logp: Tensor, advantages: Tensor, completion_mask: Tensor, max_new_tokens: int,

@@ -127,11 +127,13 @@ def sort_probs(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Returns (sorted probabilities, token ids), both (B, V): what a stable descending sort gives.
     Done as one 1-D sort of unique int64 keys (row, then the probability's bits, which order
     non-negative floats, reversed, then the id), about twice as fast on CPU as a stable sort of
-    the rows; beyond 2^18 tokens or 2^15 rows it is the stable sort itself. Bits are clamped to
-    those of [0, 1], so -0.0 sorts as the 0.0 it equals.
+    the rows; beyond 2^18 tokens or 2^15 rows, or with a NaN anywhere, it is the stable sort
+    itself. Bits are clamped to those of [0, 1], so -0.0 sorts as the 0.0 it equals (softmax
+    output never leaves [0, 1]).
     """
     B, V = probs.shape
-    if probs.dtype != torch.float32 or V > 1 << _ID_BITS or B > 1 << _ROW_BITS:
+    if (probs.dtype != torch.float32 or V > 1 << _ID_BITS or B > 1 << _ROW_BITS
+            or bool(torch.isnan(probs).any())):
         return probs.sort(dim=-1, descending=True, stable=True)
     rows = torch.arange(B, dtype=torch.int64, device=probs.device).unsqueeze(1) << (_ID_BITS + 30)  # (B, 1)
     bits = probs.contiguous().view(torch.int32).clamp(0, _ONE_BITS)  # (B, V) ordered like the values
