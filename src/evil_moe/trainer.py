@@ -292,13 +292,14 @@ class Trainer:
         adapter, model, temp = self.policy.adapter, self.policy.model, self.cfg.sampling.temperature
         model.eval()
         pooled, logps, refs = [], [], []
-        for _, batch in self._micro_batches(rollouts):
-            with adapter.folded(self.cfg.sampling.merge_adapter), adapter.pooling(batch.completion_mask) as pool:
-                logps.append(token_logprobs(model, batch, temp))  # (n, T)
-            pooled.append(pool.tensor())  # (n, M, r)
-            if self.cfg.grpo.kl_coef:
-                with adapter.disabled():
-                    refs.append(token_logprobs(model, batch, temp))  # (n, T)
+        with adapter.folded(self.cfg.sampling.merge_adapter):  # merged once for all micro-batches
+            for _, batch in self._micro_batches(rollouts):
+                with adapter.pooling(batch.completion_mask) as pool:
+                    logps.append(token_logprobs(model, batch, temp))  # (n, T)
+                pooled.append(pool.tensor())  # (n, M, r)
+        if self.cfg.grpo.kl_coef:
+            with adapter.disabled():
+                refs = [token_logprobs(model, batch, temp) for _, batch in self._micro_batches(rollouts)]  # (n, T)
         return Scored(torch.cat(pooled), logps, refs if self.cfg.grpo.kl_coef else None)
 
     def route(self, pooled: torch.Tensor, rewards: torch.Tensor, grades) -> RoutingWeights:
