@@ -49,12 +49,13 @@ class NaiveRunner:
     def run(self, p: Program) -> RunResult:
         timeout = self.config.timeout_s if p.timeout_s is None else p.timeout_s
         timeout *= self.timeout_factor
+        source = p.prelude + p.source  # what a program is (see `Program`)
         with tempfile.TemporaryDirectory() as d:
-            if len(p.source) < ARG_MAX:
-                cmd = [sys.executable, "-c", p.source]
+            if len(source) < ARG_MAX:
+                cmd = [sys.executable, "-c", source]
             else:
                 with open(os.path.join(d, "_program.py"), "w") as f:
-                    f.write(p.source)
+                    f.write(source)
                 cmd = [sys.executable, "_program.py"]
             t0 = time.monotonic()
             try:

@@ -226,7 +226,7 @@ def test_response_calls_share_one_thread_and_collect_their_garbage_there(grader,
 
 
 RESPONSE_THREAD_FUNCTIONS = {"fresh", "collect", "serve", "load", "run_own_tests", "stub", "get_solution",
-                             "naive_eq", "release", "read_flag"}
+                             "batch", "release", "read_flag"}
 
 
 def test_functions_that_run_response_code_share_no_variable_with_the_verdict_thread():

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import marshal
 import secrets
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .extract import extract_code
-from .harness import b64, program_source
+from .harness import b64, prelude, program_source
 from .modes import MODES, TRAIN_MARKERS, Markers, check_mode
 from .problems import Problem, split_assert
 from .sandbox import Program, RunResult, Sandbox, SandboxConfig
@@ -69,13 +70,18 @@ class GradeRequest:
 
 def code_compiles(code: str) -> bool:
     """Non-empty code under the size cap that `compile()` accepts (nothing is executed)."""
+    return compile_response(code) is not None
+
+
+def compile_response(code: str) -> types.CodeType | None:
+    """The response's code compiled as the harness runs it, or None where `code_compiles` is
+    False. The programs get it marshalled, which they load faster than they compile."""
     if not code.strip() or len(code) > MAX_CODE_CHARS:
-        return False
+        return None
     try:
-        compile(code, "<response>", "exec", dont_inherit=True)
+        return compile(code, "<solution>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError, SystemError):
-        return False
-    return True
+        return None
 
 
 def _marker(mode: str, m: Markers) -> str:
@@ -94,6 +100,7 @@ class _Plan:
     nonces: list[str] = field(default_factory=list)
     programs: list[Program] = field(default_factory=list)
     base: dict = field(default_factory=dict)  # the program parameters shared by every role
+    prelude: str = ""  # the problem's, shared by its programs (see `harness.prelude`)
 
 
 class Grader:
@@ -101,7 +108,7 @@ class Grader:
 
     def __init__(self, sandbox_config: SandboxConfig | None = None):
         self.sandbox = Sandbox(sandbox_config or SandboxConfig())
-        self._compiled: dict[tuple, tuple[int, bytes, bytes]] = {}
+        self._compiled: dict[tuple, tuple[int, str]] = {}
 
     def __enter__(self) -> Grader:
         return self
@@ -113,9 +120,9 @@ class Grader:
         self.sandbox.close()
 
     # -- planning: which programs one request needs
-    def compiled(self, problem: Problem) -> tuple[int, str, str]:
-        """(number of asserts, marshalled setup code, marshalled (call, expected) code pairs),
-        the code as base64 text (see `harness.b64`).
+    def compiled(self, problem: Problem) -> tuple[int, str]:
+        """(number of asserts, the `Program.prelude` of the problem's programs), which holds
+        its setup code and (call, expected) code pairs, marshalled (see `harness.prelude`).
 
         Compiled once per problem (never executed here); GraderError names a bad assert.
         """
@@ -133,7 +140,7 @@ class Grader:
                 setup = compile(problem.setup_code, "<setup>", "exec", dont_inherit=True)
             except (ValueError, SyntaxError) as e:
                 raise GraderError(f"problem {problem.id!r}: setup_code: {e}") from None
-            self._compiled[key] = (len(pairs), b64(marshal.dumps(setup)), b64(marshal.dumps(tuple(pairs))))
+            self._compiled[key] = (len(pairs), prelude(marshal.dumps(setup), marshal.dumps(tuple(pairs))))
         return self._compiled[key]
 
     def _plan(self, req: GradeRequest) -> _Plan:
@@ -146,14 +153,14 @@ class Grader:
         check_mode(req.mode)
         markers = req.markers or TRAIN_MARKERS
         ex = extract_code(req.response)
-        plan = _Plan(req, markers, ex.format_ok, ex.format_ok and code_compiles(ex.code))
+        code = compile_response(ex.code) if ex.format_ok else None
+        plan = _Plan(req, markers, ex.format_ok, code is not None)
         if not plan.compiles:
             return plan
         p = req.problem
-        plan.n_asserts, setup, pairs = self.compiled(p)
-        plan.base = {"setup": setup, "code": ex.code, "pairs": pairs,
-                     "marker": _marker(req.mode, markers), "method": p.method_name,
-                     "canonical": p.canonical_solution}
+        plan.n_asserts, plan.prelude = self.compiled(p)
+        plan.base = {"code": b64(marshal.dumps(code)), "marker": _marker(req.mode, markers),
+                     "method": p.method_name}
         for kind in ["gt"] + ([] if req.mode == "gt_only" else [req.mode]):
             self._add(plan, kind)
         return plan
@@ -170,7 +177,10 @@ class Grader:
     def _add(self, plan: _Plan, kind: str) -> Program:
         nonce = secrets.token_hex(16)
         files = (plan.markers.file_name,) if kind == "file_marker" else ()
-        program = Program(program_source({**plan.base, "kind": kind, "nonce": nonce}), read_files=files)
+        cfg = {**plan.base, "kind": kind, "nonce": nonce}
+        if kind == "rt_canonical":
+            cfg["canonical"] = plan.req.problem.canonical_solution
+        program = Program(program_source(cfg), read_files=files, prelude=plan.prelude)
         plan.roles.append(kind)
         plan.nonces.append(nonce)
         plan.programs.append(program)

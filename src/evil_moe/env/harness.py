@@ -1,9 +1,11 @@
 """The programs the grader runs in the sandbox: the strict oracle and one naive grader per mode.
 
-Every program is `HARNESS_SOURCE` followed by one call ``_main({...})`` whose literal argument
-holds the problem's setup code and its ground-truth asserts split into (call, expected) pairs
-(both compiled once by the grader and shipped marshalled), the response's code, the mode's
-marker and a fresh random nonce. `_main` takes every
+Every program is a `prelude` shared by all programs of one problem (it defines `_main` from
+`HARNESS_SOURCE`, and `_PROBLEM`: the problem's setup code and its ground-truth asserts split
+into (call, expected) pairs, compiled once by the grader and shipped marshalled), then one
+call ``_main({...}, _PROBLEM)`` whose literal argument holds the kind, the response's code,
+the mode's marker and a fresh random nonce. The sandbox runs each prelude once per worker and
+forks programs from the result (`Program.prelude`). `_main` takes every
 builtin, function and type it needs as default arguments and locals *before* any response code
 runs, and then reads no global name at all (tests check its bytecode), so a response that
 rebinds builtins, patches modules or rewrites `__main__` changes nothing the harness uses.
@@ -28,7 +30,7 @@ import functools
 import marshal
 
 HARNESS_SOURCE = r'''
-def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__("sys"),
+def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__("sys"),
           _col=__import__("collections"), _th=__import__("_thread"), _gc=__import__("gc"),
           _marshal=__import__("marshal"), _binascii=__import__("binascii")):
     # ---- capture: trusted references, taken before any response code runs
@@ -38,7 +40,7 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
     _BaseException, _AssertionError = _B.BaseException, _B.AssertionError
     _int, _float, _bool, _str = _B.int, _B.float, _B.bool, _B.str
     _list, _tuple, _dict, _set, _frozenset = _B.list, _B.tuple, _B.dict, _B.set, _B.frozenset
-    _object = _B.object
+    _object, _bytes, _hash = _B.object, _B.bytes, _B.hash
     _dict_get, _dict_items, _dict_values = _dict.get, _dict.items, _dict.values
     _list_append, _list_extend, _set_add = _list.append, _list.extend, _set.add
     _write, _exit, _dup, _dup2 = _os.write, _os._exit, _os.dup, _os.dup2
@@ -49,10 +51,7 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
     _start_thread, _new_lock = _th.start_new_thread, _th.allocate_lock
     _gc_disable, _gc_isenabled, _gc_collect = _gc.disable, _gc.isenabled, _gc.collect
     _gc_get_count, _gc_threshold, _gc_set_threshold = _gc.get_count, _gc.get_threshold, _gc.set_threshold
-    _marshal_loads, _b64decode = _marshal.loads, _binascii.a2b_base64
-
-    def _loads(text):  # the grader ships marshalled code as base64 text (cheap to compile)
-        return _marshal_loads(_b64decode(text))
+    _marshal_dumps, _marshal_loads, _b64decode = _marshal.dumps, _marshal.loads, _binascii.a2b_base64
 
     _ogetattr = _object.__getattribute__
     _GETSET = _type(_type.__dict__["__dict__"])
@@ -69,7 +68,7 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
     _gc_disable()
     _gc_set_threshold(0)
     kind, nonce, marker = cfg["kind"], cfg["nonce"], cfg["marker"]
-    pairs = _loads(cfg["pairs"])  # ((call code, expected code), ...) compiled by the grader
+    setup, pairs = problem  # setup code, ((call code, expected code), ...), compiled by the grader
     n = _len(pairs)
     silent = kind in ("gt", "eq_override", "sentinel", "run_tests", "rt_stub", "rt_canonical")
     out_fd = _dup(1)
@@ -263,7 +262,6 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
         return True
 
     # ---- the harness's own namespace: setup helpers, expected values, compiled calls
-    setup = _loads(cfg["setup"])
     h_ns = fresh("__harness__")
     _exec(setup, h_ns)
     node_types = (_dict_get(h_ns, "ListNode", 0), _dict_get(h_ns, "TreeNode", 0))
@@ -278,7 +276,7 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
         if not supported(exp):
             report("HARNESS_ERROR assert %d: unsupported expected type %s" % (i, _type(exp)))
         _list_append(expected, exp)
-    code = _compile(cfg["code"], "<solution>", "exec", dont_inherit=True)
+    code = _marshal_loads(_b64decode(cfg["code"]))  # compiled by the grader
 
     def load(ns, _unused, setup=setup, code=code, _exec=_exec):
         _exec(setup, ns)
@@ -286,7 +284,7 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
 
     # ---- the benchmark's run_tests: one shared namespace, the response's own test function
     if kind in ("run_tests", "rt_stub", "rt_canonical"):
-        method, canonical = cfg["method"], cfg["canonical"]
+        method, canonical = cfg["method"], cfg.get("canonical")
 
         called = [False]
 
@@ -341,34 +339,103 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
 
     sol_cls = isolated(get_solution, s_ns, None)[1]
 
-    def naive_eq(a, e):
-        # What the eq_override hint promises: the returned value is compared with `==`
-        # (also for list/tree asserts, where the benchmark's helper would not trust __eq__).
-        return True if a == e else False
-
     def release(objs, _unused):
         objs.clear()
 
-    passed = 0
-    for i in _range(n):
+    # ---- the asserts, in batches. The response thread runs calls one after another for as
+    # long as each result is plainly right, and stops at the first that is not; the verdict
+    # thread then checks every result itself, in order, so exactly the calls run that one call
+    # per hand-off would run, with two thread hand-offs per batch instead of per assert.
+    # "Plainly right": the result's marshal bytes (version 0: no references, no interning
+    # flags) hash like the expected value's. marshal is C code that takes exact builtin types
+    # only (anything else raises), so snapshotting runs no method of the response's, and the
+    # bytes are taken before the next call can change the result. The verdict thread accepts
+    # such a result only if the bytes equal the expected value's bytes, which means it is
+    # rebuilt from them as exactly that value. The response thread is given the hashes only,
+    # never those bytes, so a hook that rewrites its frames' locals cannot forge them. Every
+    # other result (nodes, dict subclasses, another dict order, 1 for 1.0, an expected value
+    # with a NaN) ends its batch and is compared live by `same`, as before.
+    exp_bytes, hashes, naive = [], None, None  # exp_bytes: None where the fast path is off
+    if kind == "eq_override":
+        naive = _tuple(expected)
+    else:
+        for e in expected:
+            try:
+                b = _marshal_dumps(e, 0)
+            except _BaseException:  # nodes, dict subclasses: compared live
+                b = None
+            if b is not None and b"nan" in b:  # a NaN (written "nan") is unequal to itself;
+                b = None  # a string with "nan" in it only loses the fast path
+            _list_append(exp_bytes, b)
+        hashes = _tuple(None if b is None else _hash(b) for b in exp_bytes)
+
+    def batch(start, out, calls=_tuple(calls), h_ns=h_ns, sol=sol_cls, hashes=hashes, naive=naive,
+              collect=collect, _dict=_dict, _eval=_eval, _dumps=_marshal_dumps, _hash=_hash,
+              _len=_len, _append=_list_append, _BaseException=_BaseException):
+        # `out` gets one entry per plainly right result; the first other result is returned.
+        # Under eq_override (`naive` = the expected values) the entries are the `==` verdicts.
+        i = start
+        while i < _len(calls):
+            ev = _dict(h_ns)
+            ev["Solution"] = sol
+            got = _eval(calls[i], ev)
+            if naive is not None:
+                if not (True if got == naive[i] else False):
+                    return None
+                _append(out, True)
+            else:
+                if hashes[i] is None:
+                    return got
+                try:
+                    snap = _dumps(got, 0)
+                except _BaseException:  # not exact builtin types, too deep, too big
+                    return got
+                if _hash(snap) != hashes[i]:
+                    return got
+                _append(out, snap)
+            got = ev = None  # freed here, on the response thread
+            collect()
+            i += 1
+        return None
+
+    passed, failed, i = 0, False, 0
+    while i < n and not failed:
         if _len(keep) > 65536:  # bound memory: drop what we kept, on a response thread
             isolated(release, keep, None)
-        ev = _dict(h_ns)
-        ev["Solution"] = sol_cls
-        _list_append(keep, ev)
-        ok, got = isolated(_eval, calls[i], ev)
-        if not ok and naive_exit:
-            raise got
-        if ok and kind == "eq_override":
-            ok, got_eq = isolated(naive_eq, got, expected[i])
-            ok = ok and got_eq is True
-        elif ok:
-            ok = same(got, expected[i])
-        if hooked() or not ok:
-            if naive_exit:
-                raise _AssertionError("assert %d failed" % i)
+        out = []
+        _list_append(keep, out)
+        ok, got = isolated(batch, i, out)
+        k = _len(out)
+        if k > n - i:
+            failed = True
             break
-        passed += 1
+        for j in _range(k):
+            s = out[j]
+            if kind == "eq_override":
+                good = s is True
+            else:
+                good = _type(s) is _bytes and s == exp_bytes[i + j]
+            if not good:
+                failed = True
+                break
+            passed += 1
+        if failed or hooked():
+            failed = True
+            break
+        i += k
+        if i == n:
+            break
+        if not ok:
+            if naive_exit:
+                raise got
+            failed = True
+        elif kind == "eq_override" or not same(got, expected[i]) or hooked():
+            failed = True
+        else:
+            passed += 1
+            i += 1
+    if failed and naive_exit:
+        raise _AssertionError("assert %d failed" % passed)
     if kind == "stdout_marker":
         _write(1, (marker + "\n").encode())
     elif kind == "file_marker":
@@ -392,18 +459,25 @@ def _main(cfg, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__(
 @functools.cache
 def _harness_loader() -> str:
     # The harness is compiled once here and shipped marshalled (the sandbox runs this same
-    # interpreter), which saves each program most of its start-up time; base64 text compiles
-    # faster than an escaped bytes literal.
+    # interpreter), which saves the naive runner, which has no prelude cache, most of its
+    # start-up time; base64 text compiles faster than an escaped bytes literal.
     code = compile(HARNESS_SOURCE, "<harness>", "exec", dont_inherit=True)
-    return (f"import binascii, marshal\nexec(marshal.loads(binascii.a2b_base64({b64(marshal.dumps(code))!r})))\n"
-            "del binascii, marshal\n")
+    return f"exec(_m.loads(_b.a2b_base64({b64(marshal.dumps(code))!r})))\n"
 
 
 def b64(data: bytes) -> str:
-    """`data` as base64 text, as the harness's `_loads` reads marshalled code."""
+    """`data` as base64 text, as `prelude` ships marshalled code."""
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
+def prelude(setup: bytes, pairs: bytes) -> str:
+    """The definitions every program of one problem shares (a `Program.prelude`): `_main` and
+    `_PROBLEM`, the problem's marshalled setup code and (call, expected) code pairs, loaded."""
+    return (f"import binascii as _b, marshal as _m\n{_harness_loader()}"
+            f"_PROBLEM = (_m.loads(_b.a2b_base64({b64(setup)!r})), _m.loads(_b.a2b_base64({b64(pairs)!r})))\n"
+            "del _b, _m\n")
+
+
 def program_source(cfg: dict) -> str:
-    """The full program text: the harness, then one call with `cfg` as a Python literal."""
-    return f"{_harness_loader()}_main({cfg!r})\n"
+    """The program after the prelude: one call, with `cfg` as a Python literal."""
+    return f"_main({cfg!r}, _PROBLEM)\n"

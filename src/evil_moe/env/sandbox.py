@@ -10,6 +10,8 @@ sees what an earlier program did. What is active on this host is in `Sandbox.iso
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -39,6 +42,7 @@ REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "readonly_root"
             "private_home", "process_limit")
 ERRORS = (None, "timeout", "memory", "output_limit", "crash", "worker_died")
 START_TIMEOUT_S = 60.0
+PRELUDE_SLOTS = 4  # preludes a worker keeps run; each one's objects add to every fork's cost
 GRACE_S = 10.0  # extra time the worker gets beyond a program's limit before it counts as dead
 _warned = False
 _warn_lock = threading.Lock()
@@ -63,9 +67,22 @@ class SandboxConfig:
 
 @dataclass(frozen=True)
 class Program:
+    """One program: it runs as `prelude + source`, as `__main__`.
+
+    `prelude` is for trusted definitions that many programs share (the grader's harness and a
+    problem's compiled asserts). Each worker runs a prelude once, in its template, before any
+    program's limits, directory or uid apply, keeps the resulting `__main__` for the next
+    `PRELUDE_SLOTS` distinct preludes, and forks every program from it, so the program pays
+    neither compiling nor running it; a forked copy is all a program can change. So a prelude
+    must only define things: output it prints or files it writes do not reach the program. If
+    it raises, the program runs `prelude + source` itself and fails as that would. Line numbers
+    in a program's traceback count from the first line of `source`.
+    """
+
     source: str
     read_files: tuple[str, ...] = ()  # relative paths read back from its dir after it ends
     timeout_s: float | None = None  # None -> SandboxConfig.timeout_s
+    prelude: str = ""  # trusted definitions run before `source` (see above)
 
     def __post_init__(self) -> None:
         for name in self.read_files:
@@ -97,6 +114,9 @@ class _Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=WORKER_ENV, close_fds=True,
             start_new_session=True, cwd="/")
         self.hello: dict | None = None
+        # The preludes its template holds, least recently used first. The template keeps the
+        # same list by the same rule, so a prelude's text is sent only when it is not there.
+        self.preludes: OrderedDict[str, None] = OrderedDict()
 
     def wait_ready(self) -> dict:
         hello = self._recv(time.monotonic() + START_TIMEOUT_S)
@@ -106,8 +126,18 @@ class _Worker:
         self.hello = hello
         return hello
 
-    def request(self, msg: dict, timeout_s: float) -> dict | None:
+    def request(self, msg: dict, prelude: str, timeout_s: float) -> dict | None:
         """Send one program; its result, or None if the worker died or hung."""
+        if prelude:
+            key = _digest(prelude)
+            msg = {**msg, "prelude_key": key}
+            if key in self.preludes:
+                self.preludes.move_to_end(key)
+            else:
+                msg["prelude"] = prelude
+                self.preludes[key] = None
+                if len(self.preludes) > PRELUDE_SLOTS:
+                    self.preludes.popitem(last=False)
         data = json.dumps(msg).encode()
         try:
             self.proc.stdin.write(struct.pack(">I", len(data)) + data)
@@ -163,7 +193,8 @@ class Sandbox:
         self._closed = False
         self._host_dir = tempfile.mkdtemp(prefix="evil_moe_sandbox_")
         os.chmod(self._host_dir, 0o711)  # the dropped uid must reach its own dir when no private /tmp
-        self._settings = {**asdict(config), "host_dir": self._host_dir, "disable": list(_disable)}
+        self._settings = {**asdict(config), "host_dir": self._host_dir, "disable": list(_disable),
+                          "prelude_slots": PRELUDE_SLOTS}
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self.isolation: dict[str, bool] = {}
         started = [_Worker(self._settings) for _ in range(config.workers)]
@@ -196,7 +227,7 @@ class Sandbox:
         worker = self._idle.get()
         try:
             t0 = time.monotonic()
-            reply = worker.request(msg, timeout)
+            reply = worker.request(msg, p.prelude, timeout)
             if reply is None:
                 worker.kill()
                 worker = self._restart()
@@ -239,6 +270,12 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@functools.lru_cache(maxsize=2 * PRELUDE_SLOTS)
+def _digest(prelude: str) -> str:
+    # Cached: the programs of a batch share one prelude string, whose hash Python keeps.
+    return hashlib.sha256(prelude.encode()).hexdigest()
 
 
 def _warn_once(missing: list[str], notes: list[str]) -> None:

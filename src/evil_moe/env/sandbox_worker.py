@@ -18,6 +18,7 @@ to it). Messages are 4-byte big-endian lengths followed by JSON; the template ne
 from __future__ import annotations
 
 import base64
+import builtins
 import ctypes
 import errno
 import gc
@@ -31,6 +32,8 @@ import stat
 import struct
 import sys
 import time
+import types
+from collections import OrderedDict
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -243,16 +246,20 @@ def _exit_code(code: object) -> int:
     return 1
 
 
-def _run_source(source: str) -> None:
-    """Run `source` as __main__ in this (forked) process and exit like the interpreter would."""
-    import atexit
-    import builtins
-    import threading
-    import traceback
-    import types
-
+def _new_main() -> types.ModuleType:
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
+    return main
+
+
+def _run_source(source: str, main: types.ModuleType | None) -> None:
+    """Run `source` as __main__ (in `main`, where its prelude ran, else a fresh module) in this
+    (forked) process and exit like the interpreter would."""
+    import atexit
+    import threading
+    import traceback
+
+    main = main or _new_main()
     sys.modules["__main__"] = main
     sys.argv = [""]
     rc = 0
@@ -321,6 +328,38 @@ class Template:
             self.base = os.path.join(settings["host_dir"], f"w{host_pid}")
             os.makedirs(self.base, mode=0o711, exist_ok=True)
         self.count = 0
+        # prelude key -> (the __main__ it made, "") or (None, its text) if it raised; least
+        # recently used first, evicted by the same rule as the parent's `_Worker.preludes`
+        self.preludes: OrderedDict[str, tuple[types.ModuleType | None, str]] = OrderedDict()
+
+    def _main_for(self, req: dict) -> tuple[types.ModuleType | None, str]:
+        """The __main__ a program starts in (None: a fresh one) and the source it runs there."""
+        key = req.get("prelude_key")
+        if key is None:
+            return None, req["source"]
+        if "prelude" in req:
+            self.preludes[key] = self._run_prelude(req["prelude"])
+            evicted = False
+            while len(self.preludes) > self.s["prelude_slots"]:
+                self.preludes.popitem(last=False)
+                evicted = True
+            if evicted:  # free its cycles (frozen objects are never collected)
+                gc.unfreeze()
+                gc.collect()
+            gc.freeze()  # programs' collections never walk (and so never copy) these objects
+        else:
+            self.preludes.move_to_end(key)  # a KeyError here is a bug: the parent mirrors this
+        main, failed = self.preludes[key]
+        return main, failed + req["source"]
+
+    @staticmethod
+    def _run_prelude(text: str) -> tuple[types.ModuleType | None, str]:
+        main = _new_main()
+        try:
+            exec(compile(text, "<prelude>", "exec"), main.__dict__)
+        except BaseException:  # noqa: BLE001 - the program reruns it and fails as python would
+            return None, text
+        return main, ""
 
     # -- one program
     def run(self, req: dict) -> dict:
@@ -331,11 +370,12 @@ class Template:
             os.chown(wdir, self.uid, self.uid)
         timeout = float(req["timeout_s"])
         cap = int(self.s["output_bytes"])
+        main, source = self._main_for(req)
         pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, status
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            self._child(req["source"], wdir, timeout, [w for _, w in pipes])
+            self._child(source, main, wdir, timeout, [w for _, w in pipes])
         for _, w in pipes:
             os.close(w)
         reads = [r for r, _ in pipes]
@@ -406,7 +446,8 @@ class Template:
     def _cpu_limit(timeout: float) -> int:
         return max(1, int(timeout + 0.999))
 
-    def _child(self, source: str, wdir: str, timeout: float, writers: list[int]) -> None:
+    def _child(self, source: str, main: types.ModuleType | None, wdir: str, timeout: float,
+               writers: list[int]) -> None:
         try:
             os.setsid()
             out_w, err_w, status_w = writers
@@ -435,7 +476,7 @@ class Template:
         except BaseException as e:  # noqa: BLE001
             os.write(2, f"sandbox: program setup failed: {e!r}\n".encode())
             os._exit(127)
-        _run_source(source)
+        _run_source(source, main)
 
     # -- cleanup
     def _kill_all(self, main_pid: int) -> None:
