@@ -146,10 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive-timeout-factor", type=float, default=3.0,
                     help="the naive runner's wall limit is this times timeout_s, since it "
                          "includes interpreter start-up (slow on a loaded machine)")
+    ap.add_argument("--pin-cpus", action=argparse.BooleanOptionalAction, default=False,
+                    help="SandboxConfig.pin_cpus for the sandbox (the naive runner is never pinned)")
     args = ap.parse_args(argv)
     problems = load_problems(args.problems)[: args.limit]
     reqs = requests_for(problems)
-    config = SandboxConfig(workers=args.workers, require_isolation=True)
+    config = SandboxConfig(workers=args.workers, require_isolation=True, pin_cpus=args.pin_cpus)
     print(f"{len(problems)} problems, {len(reqs)} responses, "
           f"{args.workers} workers, load average {os.getloadavg()[0]:.1f}")
     ours, t_ours, cpu_ours, iso, n_programs = run_ours(config, reqs)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .extract import extract_code
-from .harness import b64, prelude, program_source
+from .harness import b64, literal_values, prelude, program_source
 from .modes import MODES, TRAIN_MARKERS, Markers, check_mode
 from .problems import Problem, split_assert
 from .sandbox import Program, RunResult, Sandbox, SandboxConfig
@@ -122,16 +122,18 @@ class Grader:
     # -- planning: which programs one request needs
     def compiled(self, problem: Problem) -> tuple[int, str]:
         """(number of asserts, the `Program.prelude` of the problem's programs), which holds
-        its setup code and (call, expected) code pairs, marshalled (see `harness.prelude`).
+        its setup code, (call, expected) code pairs and, where every expected side is a plain
+        literal, their values, marshalled (see `harness.prelude`).
 
         Compiled once per problem (never executed here); GraderError names a bad assert.
         """
         key = (problem.id, problem.setup_code, tuple(problem.gt_answer))
         if key not in self._compiled:
-            pairs = []
+            pairs, sides = [], []
             for i, text in enumerate(problem.gt_answer):
                 try:
                     call, expected, _ = split_assert(text)
+                    sides.append(expected)
                     pairs.append((compile(call, "<call>", "eval", dont_inherit=True),
                                   compile(expected, "<expected>", "eval", dont_inherit=True)))
                 except (ValueError, SyntaxError) as e:
@@ -140,7 +142,8 @@ class Grader:
                 setup = compile(problem.setup_code, "<setup>", "exec", dont_inherit=True)
             except (ValueError, SyntaxError) as e:
                 raise GraderError(f"problem {problem.id!r}: setup_code: {e}") from None
-            self._compiled[key] = (len(pairs), prelude(marshal.dumps(setup), marshal.dumps(tuple(pairs))))
+            literal = marshal.dumps(literal_values(sides))
+            self._compiled[key] = (len(pairs), prelude(marshal.dumps(setup), marshal.dumps(tuple(pairs)), literal))
         return self._compiled[key]
 
     def _plan(self, req: GradeRequest) -> _Plan:

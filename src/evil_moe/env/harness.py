@@ -25,14 +25,37 @@ Kinds of program (`cfg["kind"]`):
 
 from __future__ import annotations
 
+import ast
 import binascii
 import functools
 import marshal
 
 HARNESS_SOURCE = r'''
+def _snapshots(values, _dumps=__import__("marshal").dumps, _hash=hash, _tuple=tuple,
+               _BaseException=BaseException):
+    # (marshal bytes, their hashes) of each expected value: None where it has none (nodes,
+    # dict subclasses), or where it holds a NaN (written "nan"), which is unequal to itself;
+    # a string with "nan" in it only loses the fast path. See `batch` in `_main`.
+    out = []
+    for e in values:
+        try:
+            b = _dumps(e, 0)
+        except _BaseException:
+            b = None
+        out.append(None if b is None or b"nan" in b else b)
+    return _tuple(out), _tuple(None if b is None else _hash(b) for b in out)
+
+
+def _problem(setup, pairs, literal):
+    # What `_main` gets of one problem, made once per sandbox worker (in the prelude): the
+    # setup code, the (call, expected) code pairs, and where every expected value is a literal
+    # (the grader checked it: exact builtin types only) those values and their snapshots.
+    return setup, pairs, literal, None if literal is None else _snapshots(literal)
+
+
 def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__("sys"),
           _col=__import__("collections"), _th=__import__("_thread"), _gc=__import__("gc"),
-          _marshal=__import__("marshal"), _binascii=__import__("binascii")):
+          _marshal=__import__("marshal"), _binascii=__import__("binascii"), _snapshots=_snapshots):
     # ---- capture: trusted references, taken before any response code runs
     _type, _len, _id, _range = _B.type, _B.len, _B.id, _B.range
     _exec, _eval, _compile, _getattr = _B.exec, _B.eval, _B.compile, _B.getattr
@@ -68,7 +91,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     _gc_disable()
     _gc_set_threshold(0)
     kind, nonce, marker = cfg["kind"], cfg["nonce"], cfg["marker"]
-    setup, pairs = problem  # setup code, ((call code, expected code), ...), compiled by the grader
+    setup, pairs, literal, literal_snaps = problem  # see `_problem`
     n = _len(pairs)
     silent = kind in ("gt", "eq_override", "sentinel", "run_tests", "rt_stub", "rt_canonical")
     out_fd = _dup(1)
@@ -261,25 +284,15 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
                 return False
         return True
 
-    # ---- the harness's own namespace: setup helpers, expected values, compiled calls
-    h_ns = fresh("__harness__")
-    _exec(setup, h_ns)
-    node_types = (_dict_get(h_ns, "ListNode", 0), _dict_get(h_ns, "TreeNode", 0))
-    calls, expected = [], []
-    for i in _range(n):
-        lhs, rhs = pairs[i]
-        _list_append(calls, lhs)
-        try:
-            exp = _eval(rhs, h_ns)
-        except _BaseException as err:
-            report("HARNESS_ERROR assert %d: %s" % (i, _repr(err)))
-        if not supported(exp):
-            report("HARNESS_ERROR assert %d: unsupported expected type %s" % (i, _type(exp)))
-        _list_append(expected, exp)
+    calls = _tuple(lhs for lhs, rhs in pairs)
     code = _marshal_loads(_b64decode(cfg["code"]))  # compiled by the grader
 
-    def load(ns, _unused, setup=setup, code=code, _exec=_exec):
+    def load(ns, base, setup=setup, code=code, _exec=_exec, _dict=_dict, _append=_list_append):
+        # The setup code, then the response's code, in `ns`. The calls of the asserts run in a
+        # copy of `ns` as it stood between the two (the setup's helpers), taken into `base`.
         _exec(setup, ns)
+        if base is not None:
+            _append(base, _dict(ns))
         _exec(code, ns)
 
     # ---- the benchmark's run_tests: one shared namespace, the response's own test function
@@ -325,10 +338,27 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
             report("OK" if found is True else "MISSING")
         report("FAIL" if called[0] is True else "ERROR")
 
-    # ---- every other kind: the response in its own namespace, asserts from the harness's
+    # ---- every other kind: expected values first, then the response in its own namespace
+    if literal is not None:  # literals: loaded once per worker, with their snapshots
+        node_types, expected = (0, 0), literal
+        exp_bytes, hashes = literal_snaps
+    else:  # evaluated by the setup's helpers in the harness's own namespace
+        h_ns = fresh("__harness__")
+        _exec(setup, h_ns)
+        node_types = (_dict_get(h_ns, "ListNode", 0), _dict_get(h_ns, "TreeNode", 0))
+        expected = []
+        for i in _range(n):
+            try:
+                exp = _eval(pairs[i][1], h_ns)
+            except _BaseException as err:
+                report("HARNESS_ERROR assert %d: %s" % (i, _repr(err)))
+            if not supported(exp):
+                report("HARNESS_ERROR assert %d: unsupported expected type %s" % (i, _type(exp)))
+            _list_append(expected, exp)
+        exp_bytes, hashes = _snapshots(expected)
     naive_exit = kind in ("exit_code", "stdout_marker", "file_marker")
-    s_ns = fresh("solution")
-    ok, err = isolated(load, s_ns, None)
+    s_ns, base = fresh("solution"), []
+    ok, err = isolated(load, s_ns, base)
     if not ok:
         if naive_exit:
             raise err  # uncaught, as in a plain script: sys.exit(0) exits with status 0
@@ -355,28 +385,16 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     # never those bytes, so a hook that rewrites its frames' locals cannot forge them. Every
     # other result (nodes, dict subclasses, another dict order, 1 for 1.0, an expected value
     # with a NaN) ends its batch and is compared live by `same`, as before.
-    exp_bytes, hashes, naive = [], None, None  # exp_bytes: None where the fast path is off
-    if kind == "eq_override":
-        naive = _tuple(expected)
-    else:
-        for e in expected:
-            try:
-                b = _marshal_dumps(e, 0)
-            except _BaseException:  # nodes, dict subclasses: compared live
-                b = None
-            if b is not None and b"nan" in b:  # a NaN (written "nan") is unequal to itself;
-                b = None  # a string with "nan" in it only loses the fast path
-            _list_append(exp_bytes, b)
-        hashes = _tuple(None if b is None else _hash(b) for b in exp_bytes)
+    naive = _tuple(expected) if kind == "eq_override" else None
 
-    def batch(start, out, calls=_tuple(calls), h_ns=h_ns, sol=sol_cls, hashes=hashes, naive=naive,
+    def batch(start, out, calls=calls, base=base[0] if base else None, sol=sol_cls, hashes=hashes, naive=naive,
               collect=collect, _dict=_dict, _eval=_eval, _dumps=_marshal_dumps, _hash=_hash,
               _len=_len, _append=_list_append, _BaseException=_BaseException):
         # `out` gets one entry per plainly right result; the first other result is returned.
         # Under eq_override (`naive` = the expected values) the entries are the `==` verdicts.
         i = start
         while i < _len(calls):
-            ev = _dict(h_ns)
+            ev = _dict(base)
             ev["Solution"] = sol
             got = _eval(calls[i], ev)
             if naive is not None:
@@ -470,12 +488,41 @@ def b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
-def prelude(setup: bytes, pairs: bytes) -> str:
+def prelude(setup: bytes, pairs: bytes, literal: bytes) -> str:
     """The definitions every program of one problem shares (a `Program.prelude`): `_main` and
-    `_PROBLEM`, the problem's marshalled setup code and (call, expected) code pairs, loaded."""
+    `_PROBLEM`, made from the problem's marshalled setup code, (call, expected) code pairs and
+    literal expected values (a marshalled tuple, or None where some expected value is not a
+    plain literal; see `literal_values`)."""
+    args = ", ".join(f"_m.loads(_b.a2b_base64({b64(x)!r}))" for x in (setup, pairs, literal))
     return (f"import binascii as _b, marshal as _m\n{_harness_loader()}"
-            f"_PROBLEM = (_m.loads(_b.a2b_base64({b64(setup)!r})), _m.loads(_b.a2b_base64({b64(pairs)!r})))\n"
-            "del _b, _m\n")
+            f"_PROBLEM = _problem({args})\ndel _b, _m\n")
+
+
+_LITERAL_TYPES = (int, float, bool, str, type(None), list, tuple, dict, set, frozenset)
+
+
+def literal_values(sources: list[str]) -> tuple | None:
+    """The values of the expected sides `sources` if every one is a literal of types the
+    harness compares (`ast.literal_eval`, which runs nothing), else None: those are then
+    evaluated in each program with the problem's setup code, as any other expression."""
+    values = []
+    for text in sources:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+        stack = [value]
+        while stack:
+            v = stack.pop()
+            if type(v) not in _LITERAL_TYPES:
+                return None
+            if isinstance(v, dict):
+                stack.extend(v.keys())
+                stack.extend(v.values())
+            elif isinstance(v, (list, tuple, set, frozenset)):
+                stack.extend(v)
+        values.append(value)
+    return tuple(values)
 
 
 def program_source(cfg: dict) -> str:
