@@ -129,21 +129,28 @@ class Grader:
         """
         key = (problem.id, problem.setup_code, tuple(problem.gt_answer))
         if key not in self._compiled:
-            pairs, sides = [], []
+            calls, sides = [], []
             for i, text in enumerate(problem.gt_answer):
                 try:
                     call, expected, _ = split_assert(text)
+                    calls.append(compile(call, "<call>", "eval", dont_inherit=True))
                     sides.append(expected)
-                    pairs.append((compile(call, "<call>", "eval", dont_inherit=True),
-                                  compile(expected, "<expected>", "eval", dont_inherit=True)))
                 except (ValueError, SyntaxError) as e:
                     raise GraderError(f"problem {problem.id!r}: gt_answer[{i}]: {e}") from None
+            literal = literal_values(sides)
+            pairs = []  # an expected side is compiled only where the programs evaluate it
+            for i, (call, expected) in enumerate(zip(calls, sides)):
+                try:
+                    code = None if literal else compile(expected, "<expected>", "eval", dont_inherit=True)
+                except (ValueError, SyntaxError) as e:
+                    raise GraderError(f"problem {problem.id!r}: gt_answer[{i}]: {e}") from None
+                pairs.append((call, code))
             try:
                 setup = compile(problem.setup_code, "<setup>", "exec", dont_inherit=True)
             except (ValueError, SyntaxError) as e:
                 raise GraderError(f"problem {problem.id!r}: setup_code: {e}") from None
-            literal = marshal.dumps(literal_values(sides))
-            self._compiled[key] = (len(pairs), prelude(marshal.dumps(setup), marshal.dumps(tuple(pairs)), literal))
+            self._compiled[key] = (len(pairs), prelude(marshal.dumps(setup), marshal.dumps(tuple(pairs)),
+                                                       marshal.dumps(literal)))
         return self._compiled[key]
 
     def _plan(self, req: GradeRequest) -> _Plan:
