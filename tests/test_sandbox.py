@@ -106,6 +106,65 @@ def test_invalid_config_and_paths_are_refused():
             Program("pass", read_files=(bad,))
 
 
+# ----------------------------------------------------------------------------- preludes
+PRELUDE = "SHARED = [1, 2]\ndef twice(x):\n    return 2 * x\n"
+
+
+def _same_run(a: RunResult, b: RunResult) -> bool:
+    return (a.returncode, a.stdout, a.error, a.files) == (b.returncode, b.stdout, b.error, b.files)
+
+
+def test_a_program_runs_as_its_prelude_then_its_source(sb):
+    cases = [(PRELUDE, "print(twice(21), __name__, sorted(k for k in globals() if k[0] != '_'))"),
+             (PRELUDE, "import sys; SHARED.append(3); print(SHARED); sys.exit(twice(2))"),
+             ("x = 1\n", "raise ValueError(x)"),
+             ("def f(:\n", "print('never')"),  # a prelude that does not compile
+             ("raise KeyError('in the prelude')\n", "print('never')")]  # one that raises
+    for prelude, source in cases:
+        cached = sb.run(Program(source, prelude=prelude))
+        plain = sb.run(Program(prelude + source))
+        assert _same_run(cached, plain), (prelude, source, cached, plain)
+        assert cached.stderr.splitlines()[-1:] == plain.stderr.splitlines()[-1:]
+    assert sb.run(Program(cases[0][1], prelude=PRELUDE)).stdout == "42 __main__ ['SHARED', 'twice']\n"
+
+
+def test_a_prelude_runs_once_and_no_program_sees_another_ones_changes():
+    with Sandbox(SandboxConfig(workers=1)) as one:
+        prelude = PRELUDE + "import os\nRUNS = [os.getpid()]\n"
+        first = one.run(Program("SHARED.append(9); RUNS.append(0); print(SHARED, len(RUNS))", prelude=prelude))
+        second = one.run(Program("import os; print(SHARED, len(RUNS), RUNS[0] != os.getpid())", prelude=prelude))
+        assert (first.stdout, second.stdout) == ("[1, 2, 9] 2\n", "[1, 2] 1 True\n")  # ran in the template
+
+
+def test_more_preludes_than_slots_each_still_run_their_own(sb):
+    preludes = [f"K = {k}\n" for k in range(sandbox_mod.PRELUDE_SLOTS * 2 + 1)]
+    order = [k for k in range(len(preludes)) for _ in range(2)] + list(range(len(preludes)))[::-1]
+    results = sb.run_many([Program("print(K)", prelude=preludes[k]) for k in order])
+    assert [r.stdout for r in results] == [f"{k}\n" for k in order]
+
+
+def test_a_restarted_worker_gets_the_prelude_again():
+    before = _worker_pids()
+    with Sandbox(SandboxConfig(workers=1, timeout_s=5)) as one:
+        assert one.run(Program("print(twice(1))", prelude=PRELUDE)).stdout == "2\n"
+        (victim,) = _worker_pids() - before
+        os.kill(victim, signal.SIGKILL)
+        assert one.run(Program("print(twice(2))", prelude=PRELUDE)).error == "worker_died"
+        assert one.run(Program("print(twice(3))", prelude=PRELUDE)).stdout == "6\n"
+
+
+def test_pinned_workers_run_their_programs_on_one_cpu_each():
+    cpus = sorted(os.sched_getaffinity(0))
+    with Sandbox(SandboxConfig(workers=2, pin_cpus=True)) as two:
+        seen = {two.run(Program("import os; print(sorted(os.sched_getaffinity(0)))")).stdout
+                for _ in range(8)}
+        seen |= {r.stdout for r in two.run_many([Program("import os, time; time.sleep(0.2); "
+                                                         "print(sorted(os.sched_getaffinity(0)))")] * 2)}
+    assert seen == {f"[{c}]\n" for c in cpus[:2]}
+    with Sandbox(SandboxConfig(workers=1)) as free:
+        assert free.run(Program("import os; print(sorted(os.sched_getaffinity(0)))")).stdout == f"{cpus}\n"
+
+
 # ----------------------------------------------------------------------------- the pool
 def test_run_many_preserves_order_and_run_is_thread_safe(sb):
     progs = [Program(f"import time; time.sleep({(i % 3) * 0.02}); print({i})") for i in range(40)]

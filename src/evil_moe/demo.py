@@ -85,7 +85,6 @@ def run_arm(cfg: Config, arm: str, run_dir: Path, with_base: bool) -> dict:
     """Train one arm from the warm start, then evaluate it; returns its results dict (as written to
     run_dir/eval/results.json) with the arm's train and eval seconds added under "timing"."""
     from evil_moe.env.grader import Grader
-    from evil_moe.env.sandbox import SandboxConfig
     from evil_moe.evaluate import evaluate_policy, state_names
     from evil_moe.trainer import build_trainer
 
@@ -93,8 +92,7 @@ def run_arm(cfg: Config, arm: str, run_dir: Path, with_base: bool) -> dict:
     e = acfg.env
 
     def grader() -> Grader:
-        return Grader(SandboxConfig(timeout_s=e.timeout_s, memory_mb=e.memory_mb, workers=e.workers,
-                                    require_isolation=e.require_isolation))
+        return Grader(e.sandbox())
 
     t0 = time.perf_counter()
     with grader() as g:

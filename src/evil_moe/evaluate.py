@@ -217,12 +217,10 @@ def evaluate_policy(policy: Any, cfg: Config, out_dir: str | Path, *, states: Se
     states = check_states(states if states is not None else state_names(cfg.eval.random_subspace_draws))
     if grader_factory is None:
         from evil_moe.env.grader import Grader
-        from evil_moe.env.sandbox import SandboxConfig
 
         e = cfg.env
         def grader_factory() -> Any:
-            return Grader(SandboxConfig(timeout_s=e.timeout_s, memory_mb=e.memory_mb, workers=e.workers,
-                                        require_isolation=e.require_isolation))
+            return Grader(e.sandbox())
     with grader_factory() as grader:
         records = sample_and_grade(policy, cfg, problems, units, states, grader, progress=progress)
     with open(out / "samples.jsonl", "w") as f:

@@ -41,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch  # heavy imports only after the config is known to be valid
 
     from evil_moe.env.grader import Grader
-    from evil_moe.env.sandbox import SandboxConfig
     from evil_moe.trainer import NonFiniteLossError, build_trainer, init_distributed
 
     dist = init_distributed()
@@ -59,11 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if dist.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    env = cfg.env
-    sandbox = SandboxConfig(timeout_s=env.timeout_s, memory_mb=env.memory_mb, workers=env.workers,
-                            require_isolation=env.require_isolation)
     try:
-        with Grader(sandbox) as grader:
+        with Grader(cfg.env.sandbox()) as grader:
             build_trainer(cfg, grader, dist).train()
     except NonFiniteLossError as e:
         print(f"evil-moe train: {e}", file=sys.stderr)

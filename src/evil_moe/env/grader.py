@@ -139,9 +139,9 @@ class Grader:
                     raise GraderError(f"problem {problem.id!r}: gt_answer[{i}]: {e}") from None
             literal = literal_values(sides)
             pairs = []  # an expected side is compiled only where the programs evaluate it
-            for i, (call, expected) in enumerate(zip(calls, sides)):
+            for i, (call, expected) in enumerate(zip(calls, sides, strict=True)):
                 try:
-                    code = None if literal else compile(expected, "<expected>", "eval", dont_inherit=True)
+                    code = None if literal is not None else compile(expected, "<expected>", "eval", dont_inherit=True)
                 except (ValueError, SyntaxError) as e:
                     raise GraderError(f"problem {problem.id!r}: gt_answer[{i}]: {e}") from None
                 pairs.append((call, code))

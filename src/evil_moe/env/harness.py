@@ -46,7 +46,7 @@ def _snapshots(values, _dumps=__import__("marshal").dumps, _hash=hash, _tuple=tu
     return _tuple(out), _tuple(None if b is None else _hash(b) for b in out)
 
 
-def _problem(setup, pairs, literal):
+def _problem(setup, pairs, literal, _snapshots=_snapshots):
     # What `_main` gets of one problem, made once per sandbox worker (in the prelude): the
     # setup code, the (call, expected) code pairs, and where every expected value is a literal
     # (the grader checked it: exact builtin types only) those values and their snapshots.
