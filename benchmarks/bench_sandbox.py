@@ -1,14 +1,16 @@
 """Grading throughput: our sandbox against a naive `python -c` per check, same programs, same run.
 
     python benchmarks/bench_sandbox.py                      # shipped problems
-    python benchmarks/bench_sandbox.py ../shared/data/leetcode/leetcode_test_medhard.jsonl
+    python benchmarks/bench_sandbox.py ../shared/data/leetcode/leetcode_test_medhard.jsonl --limit 6 --pin-cpus
 
 For every problem and every mode it grades three responses: the canonical solution, a wrong
 solution, and a wrong solution carrying that mode's loophole (none for gt_only). Both runners
 get exactly the grader's programs: the grader plans and decides, and only the runner that
 executes its programs differs. The naive runner starts one fresh interpreter per program in a
-temporary directory with a timeout and nothing else (what earlier public graders did). Both use
-2 workers. The grades must be identical; the script fails otherwise.
+temporary directory with a timeout and nothing else (what earlier public graders did); a
+program's `prelude` is simply part of its text there. Both use 2 workers. The grades must be
+identical; the script fails otherwise. It runs `--rounds` rounds, alternating which runner goes
+first, and reports medians: this host's speed drifts by tens of percent between runs.
 
 It also times both runners on as many empty programs (`pass`): what each costs per program
 before any of the program's own code runs (start-up, isolation, teardown). Subtracting it
@@ -23,11 +25,12 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from evil_moe.env.check import fenced, loophole_code, wrong_solution
@@ -75,7 +78,7 @@ class NaiveRunner:
                              proc.stderr.decode(errors="replace"), files, error,
                              time.monotonic() - t0)
 
-    def run_many(self, ps: Sequence[Program], progress: bool = False) -> list[RunResult]:
+    def run_many(self, ps: Iterable[Program], progress: bool = False) -> list[RunResult]:
         with ThreadPoolExecutor(self.config.workers) as pool:
             return list(pool.map(self.run, ps))
 
@@ -118,8 +121,9 @@ def run_ours(config: SandboxConfig, reqs: list[GradeRequest]) -> tuple[list, flo
         count, run_many = [0], grader.sandbox.run_many
 
         def counting(programs, progress=False):
-            count[0] += len(programs)
-            return run_many(programs, progress=progress)
+            results = run_many(programs, progress=progress)
+            count[0] += len(results)
+            return results
         grader.sandbox.run_many = counting
         t0 = time.perf_counter()
         grades = grader.grade_batch(reqs)
@@ -148,15 +152,42 @@ def main(argv: list[str] | None = None) -> int:
                          "includes interpreter start-up (slow on a loaded machine)")
     ap.add_argument("--pin-cpus", action=argparse.BooleanOptionalAction, default=False,
                     help="SandboxConfig.pin_cpus for the sandbox (the naive runner is never pinned)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="timed rounds, alternating which runner goes first; the figures are "
+                         "medians over rounds (this host's speed drifts between runs)")
     args = ap.parse_args(argv)
     problems = load_problems(args.problems)[: args.limit]
     reqs = requests_for(problems)
     config = SandboxConfig(workers=args.workers, require_isolation=True, pin_cpus=args.pin_cpus)
-    print(f"{len(problems)} problems, {len(reqs)} responses, "
-          f"{args.workers} workers, load average {os.getloadavg()[0]:.1f}")
-    ours, t_ours, cpu_ours, iso, n_programs = run_ours(config, reqs)
-    print(f"programs run per batch: {n_programs}")
-    naive, t_naive, cpu_naive = run_naive(config, reqs, args.naive_timeout_factor)
+    print(f"{len(problems)} problems, {len(reqs)} responses, {args.workers} workers, "
+          f"pin_cpus={args.pin_cpus}, load average {os.getloadavg()[0]:.1f}")
+    n, rounds, diff = len(reqs), [], []
+    for r in range(args.rounds):
+        if r % 2 == 0:
+            ours, t_ours, cpu_ours, iso, n_programs = run_ours(config, reqs)
+            naive, t_naive, cpu_naive = run_naive(config, reqs, args.naive_timeout_factor)
+        else:
+            naive, t_naive, cpu_naive = run_naive(config, reqs, args.naive_timeout_factor)
+            ours, t_ours, cpu_ours, iso, n_programs = run_ours(config, reqs)
+        rows_ours = [g.to_row(i) for i, g in enumerate(ours)]
+        rows_naive = [g.to_row(i) for i, g in enumerate(naive)]
+        diff += [(a, b) for a, b in zip(rows_ours, rows_naive, strict=True) if a != b]
+        rounds.append((t_ours, cpu_ours, t_naive, cpu_naive))
+        print(f"round {r + 1}: sandbox {n / t_ours:6.1f} responses/s ({t_ours:5.2f} s), naive "
+              f"{n / t_naive:6.1f} responses/s ({t_naive:5.2f} s): {t_naive / t_ours:5.2f}x")
+    print(f"programs run per batch: {n_programs}; isolation: {iso}")
+    t_ours = statistics.median(x[0] for x in rounds)
+    t_naive = statistics.median(x[2] for x in rounds)
+    for name, t, k in (("naive python -c", t_naive, 3), ("sandbox", t_ours, 1)):
+        parent = statistics.median(x[k][0] for x in rounds)
+        runner = statistics.median(x[k][1] for x in rounds)
+        print(f"{name:<16}: {n / t:7.1f} responses/s ({t:7.2f} s wall); CPU-ms/response: "
+              f"{1000 * (parent + runner) / n:6.1f} total, {1000 * runner / n:6.1f} in "
+              f"child processes (medians)")
+    ratios = sorted(x[2] / x[0] for x in rounds)
+    print(f"speed-up        : {statistics.median(ratios):7.2f}x wall (median of rounds; "
+          f"{ratios[0]:.2f}x to {ratios[-1]:.2f}x)")
+
     empty = [Program("pass")] * n_programs
     t0 = time.perf_counter()
     NaiveRunner(config, args.naive_timeout_factor).run_many(empty)
@@ -165,19 +196,6 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         sandbox.run_many(empty)
         e_ours = time.perf_counter() - t0
-    print(f"isolation: {iso}")
-    rows_ours = [g.to_row(i) for i, g in enumerate(ours)]
-    rows_naive = [g.to_row(i) for i, g in enumerate(naive)]
-    diff = [(a, b) for a, b in zip(rows_ours, rows_naive, strict=True) if a != b]
-    n = len(reqs)
-    for name, t, (parent, runner) in (("naive python -c", t_naive, cpu_naive),
-                                      ("sandbox", t_ours, cpu_ours)):
-        print(f"{name:<16}: {n / t:7.1f} responses/s ({t:7.2f} s wall); CPU-ms/response: "
-              f"{1000 * (parent + runner) / n:6.1f} total, {1000 * runner / n:6.1f} in "
-              f"child processes")
-    print(f"speed-up        : {t_naive / t_ours:7.2f}x wall, "
-          f"{sum(cpu_naive) / sum(cpu_ours):.2f}x total CPU, "
-          f"{cpu_naive[1] / cpu_ours[1]:.2f}x child CPU")
 
     def own(total: float, empty: float) -> str:
         return f"{total - empty:.2f} s" if total > empty else "within the noise of start-up"
@@ -185,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"empty programs  : naive {e_naive:.2f} s, sandbox {e_ours:.2f} s wall for {n_programs} "
           f"({e_naive / e_ours:.1f}x); the programs' own work: naive {own(t_naive, e_naive)}, "
           f"sandbox {own(t_ours, e_ours)}")
-    print(f"labels identical: {not diff} ({len(rows_ours) - len(diff)}/{len(rows_ours)} rows)")
+    total_rows = n * args.rounds
+    print(f"labels identical: {not diff} ({total_rows - len(diff)}/{total_rows} rows over {args.rounds} rounds)")
     for a, b in diff[:5]:
         print(f"  sandbox {a}\n  naive   {b}")
     return 1 if diff else 0

@@ -410,8 +410,9 @@ def test_batch_runs_every_program_in_one_parallel_call(grader, problems, monkeyp
     real = grader.sandbox.run_many
 
     def spy(programs, progress=False):
-        calls.append(len(programs))
-        return real(programs, progress=progress)
+        results = real(programs, progress=progress)
+        calls.append(len(results))
+        return results
 
     monkeypatch.setattr(grader.sandbox, "run_many", spy)
     p = problems[0]

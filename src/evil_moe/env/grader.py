@@ -16,7 +16,7 @@ from __future__ import annotations
 import marshal
 import secrets
 import types
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .extract import extract_code
@@ -267,20 +267,35 @@ class Grader:
         return self.grade_batch([req])[0]
 
     def grade_batch(self, reqs: Sequence[GradeRequest], progress: bool = False) -> list[Grade]:
-        """Grade every request; each round's programs run in one parallel `run_many` call."""
-        plans = [self._plan(r) for r in reqs]
-        results = self._run(plans, [plan.programs for plan in plans], progress)
+        """Grade every request; each round's programs run in one parallel `run_many` call. The
+        first round is planned as the pool takes its programs, so planning overlaps running."""
+        plans: list[_Plan] = []
+
+        def first_round() -> Iterator[list[Program]]:
+            for r in reqs:
+                plans.append(self._plan(r))
+                yield plans[-1].programs
+
+        # A progress bar needs its total, so with one everything is planned before any run.
+        results = self._run(list(first_round()) if progress else first_round(), progress)
         finer = [self._plan_finer(plan, res) for plan, res in zip(plans, results, strict=True)]
         if any(finer):
-            for res, more in zip(results, self._run(plans, finer, progress), strict=True):
+            for res, more in zip(results, self._run(finer, progress), strict=True):
                 res.extend(more)
         return [self._decide(plan, res) for plan, res in zip(plans, results, strict=True)]
 
-    def _run(self, plans: list[_Plan], programs: list[list[Program]], progress: bool) -> list[list[RunResult]]:
+    def _run(self, programs: Iterable[list[Program]], progress: bool) -> list[list[RunResult]]:
         """Run every plan's `programs` in one `run_many` call; the results split back per plan."""
-        flat = self.sandbox.run_many([p for ps in programs for p in ps], progress=progress)
+        sizes: list[int] = []
+
+        def flat() -> Iterator[Program]:
+            for ps in programs:
+                sizes.append(len(ps))
+                yield from ps
+
+        results = self.sandbox.run_many(list(flat()) if progress else flat(), progress=progress)
         out, at = [], 0
-        for ps in programs:
-            out.append(flat[at:at + len(ps)])
-            at += len(ps)
+        for n in sizes:
+            out.append(results[at:at + n])
+            at += n
         return out

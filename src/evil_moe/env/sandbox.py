@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -253,14 +253,16 @@ class Sandbox:
         w.wait_ready()
         return w
 
-    def run_many(self, ps: Sequence[Program], progress: bool = False) -> list[RunResult]:
-        """Run every program on the worker pool; results in the order of `ps`."""
+    def run_many(self, ps: Iterable[Program], progress: bool = False) -> list[RunResult]:
+        """Run every program on the worker pool; results in the order of `ps`. An iterator is
+        consumed as the pool takes its programs, so whatever produces them overlaps their runs."""
         with ThreadPoolExecutor(max_workers=self.config.workers) as pool:
             results = pool.map(self.run, ps)
             if progress:
                 from tqdm import tqdm
 
-                results = tqdm(results, total=len(ps), desc="sandbox", file=sys.stderr)
+                total = len(ps) if isinstance(ps, Sized) else None
+                results = tqdm(results, total=total, desc="sandbox", file=sys.stderr)
             return list(results)
 
     def close(self) -> None:
