@@ -195,6 +195,22 @@ def test_a_killed_worker_gives_worker_died_and_comes_back():
         assert len(_worker_pids() - before - {victim}) == 1
 
 
+def test_run_many_keeps_programs_queued_behind_a_killed_worker():
+    """run_many keeps the next program in the worker's pipe; when the worker dies, only the
+    program it was running gets worker_died, and the queued ones run on its replacement."""
+    before = _worker_pids()
+    with Sandbox(SandboxConfig(workers=1, timeout_s=5)) as one:
+        (victim,) = _worker_pids() - before
+        killer = threading.Timer(0.5, os.kill, (victim, signal.SIGKILL))
+        killer.start()
+        progs = [Program("import time; time.sleep(3); print('never')"), Program("print('next')"),
+                 Program("print('last')", prelude="X = 1\n")]
+        results = one.run_many(iter(progs))
+        killer.join()
+        assert [(r.error, r.stdout) for r in results] == [("worker_died", ""), (None, "next\n"), (None, "last\n")]
+        assert len(_worker_pids() - before - {victim}) == 1
+
+
 def test_close_ends_workers_and_refuses_more_runs():
     before = _worker_pids()
     s = Sandbox(SandboxConfig(workers=2))

@@ -24,11 +24,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence, Sized
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,12 @@ class _Worker:
 
     def request(self, msg: dict, prelude: str, timeout_s: float) -> dict | None:
         """Send one program; its result, or None if the worker died or hung."""
+        if not self.send(msg, prelude):
+            return None
+        return self._recv(time.monotonic() + timeout_s + GRACE_S)
+
+    def send(self, msg: dict, prelude: str) -> bool:
+        """Queue one program in the worker's pipe; False if the pipe is broken (it died)."""
         if prelude:
             key = _digest(prelude)
             msg = {**msg, "prelude_key": key}
@@ -152,8 +158,12 @@ class _Worker:
             self.proc.stdin.write(struct.pack(">I", len(data)) + data)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
-            return None
-        return self._recv(time.monotonic() + timeout_s + GRACE_S)
+            return False
+        return True
+
+    def receive(self, deadline: float) -> dict | None:
+        """The next result, or None if the worker died or gave nothing by `deadline`."""
+        return self._recv(deadline)
 
     def _recv(self, deadline: float) -> dict | None:
         fd = self.proc.stdout.fileno()
@@ -231,8 +241,7 @@ class Sandbox:
     def run(self, p: Program) -> RunResult:
         if self._closed:
             raise RuntimeError("Sandbox.run after close()")
-        timeout = self.config.timeout_s if p.timeout_s is None else float(p.timeout_s)
-        msg = {"source": p.source, "read_files": list(p.read_files), "timeout_s": timeout}
+        msg, timeout = self._message(p)
         worker = self._idle.get()
         try:
             t0 = time.monotonic()
@@ -240,13 +249,14 @@ class Sandbox:
             if reply is None:
                 worker.kill()
                 worker = self._restart(worker.slot)
-                return RunResult(None, "", "", dict.fromkeys(p.read_files), "worker_died",
-                                 time.monotonic() - t0)
+                return _died(p, time.monotonic() - t0)
         finally:
             self._idle.put(worker)
-        files = {k: None if v is None else base64.b64decode(v) for k, v in reply["files"].items()}
-        return RunResult(reply["returncode"], reply["stdout"], reply["stderr"], files,
-                         reply["error"], reply["wall_s"])
+        return _result(reply)
+
+    def _message(self, p: Program) -> tuple[dict, float]:
+        timeout = self.config.timeout_s if p.timeout_s is None else float(p.timeout_s)
+        return {"source": p.source, "read_files": list(p.read_files), "timeout_s": timeout}, timeout
 
     def _restart(self, slot: int) -> _Worker:
         w = _Worker(self._settings, slot)
@@ -254,16 +264,89 @@ class Sandbox:
         return w
 
     def run_many(self, ps: Iterable[Program], progress: bool = False) -> list[RunResult]:
-        """Run every program on the worker pool; results in the order of `ps`. An iterator is
-        consumed as the pool takes its programs, so whatever produces them overlaps their runs."""
-        with ThreadPoolExecutor(max_workers=self.config.workers) as pool:
-            results = pool.map(self.run, ps)
-            if progress:
-                from tqdm import tqdm
+        """Run every program on the worker pool; results in the order of `ps`.
 
-                total = len(ps) if isinstance(ps, Sized) else None
-                results = tqdm(results, total=total, desc="sandbox", file=sys.stderr)
-            return list(results)
+        Each worker is fed by a thread of its own that keeps the next program queued in the
+        worker's pipe while one runs, so a worker never waits on this process between programs.
+        `ps` is consumed here as the workers take programs, so whatever produces them (an
+        iterator) overlaps their runs.
+        """
+        if self._closed:
+            raise RuntimeError("Sandbox.run_many after close()")
+        todo: queue.Queue[tuple[int, Program] | None] = queue.Queue()
+        results: dict[int, RunResult] = {}
+        errors: list[BaseException] = []
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(ps) if isinstance(ps, Sized) else None, desc="sandbox", file=sys.stderr)
+
+        def feed() -> None:
+            held = [self._idle.get()]  # this thread's worker (replaced if it dies)
+            try:
+                self._feed(held, todo, results, bar)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+                errors.append(e)
+            finally:
+                self._idle.put(held[0])
+
+        threads = [threading.Thread(target=feed, daemon=True) for _ in range(self.config.workers)]
+        for t in threads:
+            t.start()
+        n = 0
+        try:
+            for p in ps:
+                todo.put((n, p))
+                n += 1
+        finally:
+            for _ in threads:
+                todo.put(None)
+            for t in threads:
+                t.join()
+            if bar is not None:
+                bar.close()
+        if errors:
+            raise errors[0]
+        return [results[i] for i in range(n)]
+
+    def _feed(self, held: list[_Worker], todo: queue.Queue, results: dict[int, RunResult],
+              bar: Any) -> None:
+        """Run programs from `todo` on `held[0]` until the None at its end, two in its pipe."""
+        inflight: deque[tuple[int, Program, dict, float]] = deque()  # sent, not yet answered
+        started, more = 0.0, True  # started: when inflight[0] began (its predecessor ended)
+        while True:
+            while more and len(inflight) < 2:
+                try:
+                    item = todo.get_nowait() if inflight else todo.get()
+                except queue.Empty:
+                    break
+                if item is None:
+                    more = False
+                    break
+                i, p = item
+                msg, timeout = self._message(p)
+                if not inflight:
+                    started = time.monotonic()
+                held[0].send(msg, p.prelude)  # a broken pipe shows as no reply below
+                inflight.append((i, p, msg, timeout))
+            if not inflight:
+                return
+            i, p, _, timeout = inflight.popleft()
+            reply = held[0].receive(started + timeout + GRACE_S)
+            now = time.monotonic()
+            if reply is None:
+                held[0].kill()
+                held[0] = self._restart(held[0].slot)
+                results[i] = _died(p, now - started)
+                now = time.monotonic()
+                for _, q, msg, _ in inflight:  # queued behind it, never started: send again
+                    held[0].send(msg, q.prelude)
+            else:
+                results[i] = _result(reply)
+            started = now
+            if bar is not None:
+                bar.update()
 
     def close(self) -> None:
         if self._closed:
@@ -281,6 +364,16 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _result(reply: dict) -> RunResult:
+    files = {k: None if v is None else base64.b64decode(v) for k, v in reply["files"].items()}
+    return RunResult(reply["returncode"], reply["stdout"], reply["stderr"], files, reply["error"],
+                     reply["wall_s"])
+
+
+def _died(p: Program, wall_s: float) -> RunResult:
+    return RunResult(None, "", "", dict.fromkeys(p.read_files), "worker_died", wall_s)
 
 
 @functools.lru_cache(maxsize=2 * PRELUDE_SLOTS)
