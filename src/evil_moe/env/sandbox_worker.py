@@ -328,6 +328,10 @@ class Template:
             self.base = os.path.join(settings["host_dir"], f"w{host_pid}")
             os.makedirs(self.base, mode=0o711, exist_ok=True)
         self.count = 0
+        # our tmpfs mounts (made by `isolate`) and their device ids: one stat tells, before a
+        # wipe, that a path is still ours
+        self.scratch = {p: os.stat(p).st_dev for p in SCRATCH
+                        if iso["private_tmp"] and os.path.ismount(p)}
         # prelude key -> (the __main__ it made, "") or (None, its text) if it raised; least
         # recently used first, evicted by the same rule as the parent's `_Worker.preludes`
         self.preludes: OrderedDict[str, tuple[types.ModuleType | None, str]] = OrderedDict()
@@ -508,11 +512,15 @@ class Template:
         os.waitpid(pid, 0)
 
     def _wipe(self, wdir: str) -> None:
-        shutil.rmtree(wdir, ignore_errors=True)
-        if not self.iso["private_tmp"]:
-            return
-        for scratch in SCRATCH:  # our own tmpfs mounts: anything a program left is removed
-            if not os.path.ismount(scratch):
+        try:
+            os.rmdir(wdir)  # most programs leave their directory empty
+        except OSError:
+            shutil.rmtree(wdir, ignore_errors=True)
+        for scratch, dev in self.scratch.items():  # anything a program left there is removed
+            try:
+                if os.stat(scratch, follow_symlinks=False).st_dev != dev:  # not our mount now
+                    continue
+            except OSError:
                 continue
             for entry in os.scandir(scratch):
                 if entry.is_dir(follow_symlinks=False):
