@@ -288,8 +288,9 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     code = _marshal_loads(_b64decode(cfg["code"]))  # compiled by the grader
 
     def load(ns, base, setup=setup, code=code, _exec=_exec, _dict=_dict, _append=_list_append):
-        # The setup code, then the response's code, in `ns`. The calls of the asserts run in a
-        # copy of `ns` as it stood between the two (the setup's helpers), taken into `base`.
+        # The setup code, then the response's code, in `ns`. The asserts' calls run in a copy of
+        # `ns` as it stood between the two (the setup's helpers, taken into `base`) plus
+        # `Solution`, one copy per batch: like the benchmark's asserts, they share globals.
         _exec(setup, ns)
         if base is not None:
             _append(base, _dict(ns))
@@ -393,9 +394,9 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
         # `out` gets one entry per plainly right result; the first other result is returned.
         # Under eq_override (`naive` = the expected values) the entries are the `==` verdicts.
         i = start
+        ev = _dict(base)  # the calls' globals: the setup's helpers and the response's Solution
+        ev["Solution"] = sol
         while i < _len(calls):
-            ev = _dict(base)
-            ev["Solution"] = sol
             got = _eval(calls[i], ev)
             if naive is not None:
                 if not (True if got == naive[i] else False):
@@ -411,7 +412,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
                 if _hash(snap) != hashes[i]:
                     return got
                 _append(out, snap)
-            got = ev = None  # freed here, on the response thread
+            got = None  # freed here, on the response thread
             collect()
             i += 1
         return None
