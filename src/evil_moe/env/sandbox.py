@@ -119,7 +119,7 @@ class _Worker:
             cpus = sorted(os.sched_getaffinity(0))
             settings = {**settings, "cpu": cpus[slot % len(cpus)]}
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(WORKER_SCRIPT), json.dumps(settings)],
+            [sys.executable, "-I", str(WORKER_SCRIPT), json.dumps(settings)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=WORKER_ENV, close_fds=True,
             start_new_session=True, cwd="/")
         self.hello: dict | None = None

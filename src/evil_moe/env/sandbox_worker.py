@@ -1,6 +1,6 @@
 """One sandbox worker: isolates itself, keeps a pre-imported template, forks one child per program.
 
-Started by `evil_moe.env.sandbox.Sandbox` as ``python -I -S sandbox_worker.py '<json settings>'``
+Started by `evil_moe.env.sandbox.Sandbox` as ``python -I sandbox_worker.py '<json settings>'``
 with a fixed minimal environment, so it never holds the grader's memory or variables. It uses
 the standard library only and never imports `evil_moe`.
 
@@ -566,11 +566,6 @@ def main() -> None:
     _prctl(PR_SET_DUMPABLE, 0)  # programs running as our uid cannot ptrace or read our memory
     if not iso["pid_namespace"]:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    # Started with -S: no .pth file ran here (on some hosts they import dozens of modules,
-    # which every fork would copy); programs still import from site-packages.
-    import site
-
-    sys.path.extend(p for p in site.getsitepackages() if p not in sys.path)
     for module in PRELOAD:
         __import__(module)
     template = Template(settings, iso, host_pid)
