@@ -287,7 +287,8 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     calls = _tuple(lhs for lhs, rhs in pairs)
     code = _marshal_loads(_b64decode(cfg["code"]))  # compiled by the grader
 
-    def load(ns, base, setup=setup, code=code, _exec=_exec, _dict=_dict, _append=_list_append):
+    def load(ns, base, setup=setup, code=code, _exec=_exec, _dict=_dict, _append=_list_append,
+             _dict_get=_dict_get):
         # The setup code, then the response's code, in `ns`. The asserts' calls run in a copy of
         # `ns` as it stood between the two (the setup's helpers, taken into `base`) plus
         # `Solution`, one copy per batch: like the benchmark's asserts, they share globals.
@@ -295,6 +296,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
         if base is not None:
             _append(base, _dict(ns))
         _exec(code, ns)
+        return _dict_get(ns, "Solution")
 
     # ---- the benchmark's run_tests: one shared namespace, the response's own test function
     if kind in ("run_tests", "rt_stub", "rt_canonical"):
@@ -359,16 +361,11 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
         exp_bytes, hashes = _snapshots(expected)
     naive_exit = kind in ("exit_code", "stdout_marker", "file_marker")
     s_ns, base = fresh("solution"), []
-    ok, err = isolated(load, s_ns, base)
+    ok, sol_cls = isolated(load, s_ns, base)  # the response's Solution, or what load raised
     if not ok:
         if naive_exit:
-            raise err  # uncaught, as in a plain script: sys.exit(0) exits with status 0
+            raise sol_cls  # uncaught, as in a plain script: sys.exit(0) exits with status 0
         report("FAIL load")
-
-    def get_solution(ns, _unused, _dict_get=_dict_get):
-        return _dict_get(ns, "Solution")
-
-    sol_cls = isolated(get_solution, s_ns, None)[1]
 
     def release(objs, _unused):
         objs.clear()
