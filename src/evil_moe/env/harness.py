@@ -84,13 +84,15 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     _SETS = {_id(_set), _id(_frozenset)}
     _NODE_NAMES = ("ListNode", "TreeNode")
     _NODE_FIELDS = {"val", "next", "left", "right"}
-    _pristine = _dict(_B.__dict__)
 
     # Cycles are collected on the response thread only, so finalizers never run here: the
     # collector is off, and its threshold 0 keeps it off even if something switches it on.
     _gc_disable()
     _gc_set_threshold(0)
     kind, nonce, marker = cfg["kind"], cfg["nonce"], cfg["marker"]
+    # rt_canonical runs the canonical solution after the response loaded: it gets builtins as
+    # they were before any response code ran
+    pristine = _dict(_B.__dict__) if kind == "rt_canonical" else None
     setup, pairs, literal, literal_snaps = problem  # see `_problem`
     n = _len(pairs)
     silent = kind in ("gt", "eq_override", "sentinel", "run_tests", "rt_stub", "rt_canonical")
@@ -108,8 +110,10 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     # Every function below that runs on the response thread takes what it uses as arguments or
     # default arguments and has no free variable (a test checks it): a hook there sees its
     # frame, and writing a frame's locals back into a shared variable would reach this thread.
-    def fresh(name, _dict=_dict, _pristine=_pristine):
-        return {"__name__": name, "__builtins__": _dict(_pristine)}
+    def fresh(name, _builtins=_B.__dict__):
+        # The process's own builtins: the harness reads none of them after capture, and a copy
+        # would touch, and so copy into this forked process, every page that holds one.
+        return {"__name__": name, "__builtins__": _builtins}
 
     # Response code never runs on this (the verdict) thread: trace and profile hooks are per
     # thread, every object the response made is kept alive here (so no finalizer runs here)
@@ -305,7 +309,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
         called = [False]
 
         def run_own_tests(ns, _unused, load=load, kind=kind, method=method, canonical=canonical,
-                          marker=marker, called=called, fresh=fresh, setup=setup, _exec=_exec,
+                          marker=marker, called=called, pristine=pristine, setup=setup, _exec=_exec,
                           _compile=_compile, _dict_get=_dict_get, _isinstance=_isinstance, _type=_type,
                           _callable=_callable, _getattr=_getattr):
             load(ns, None)
@@ -317,7 +321,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
                     return None
                 ns["Solution"] = _type("Solution", (base,) if base else (), {method: stub})
             elif kind == "rt_canonical":
-                c_ns = fresh("canonical")
+                c_ns = {"__name__": "canonical", "__builtins__": pristine}
                 _exec(setup, c_ns)
                 _exec(_compile(canonical, "<canonical>", "exec", dont_inherit=True), c_ns)
                 canon = c_ns["Solution"]
