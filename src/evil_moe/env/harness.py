@@ -386,7 +386,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     # rebuilt from them as exactly that value. The response thread is given the hashes only,
     # never those bytes, so a hook that rewrites its frames' locals cannot forge them. Every
     # other result (nodes, dict subclasses, another dict order, 1 for 1.0, an expected value
-    # with a NaN) ends its batch and is compared live by `same`, as before.
+    # with a NaN) ends its batch and is compared live by `same`, before any further call.
     naive = _tuple(expected) if kind == "eq_override" else None
 
     def batch(start, out, calls=calls, base=base[0] if base else None, sol=sol_cls, hashes=hashes, naive=naive,
