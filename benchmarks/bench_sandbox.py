@@ -1,7 +1,7 @@
 """Grading throughput: our sandbox against a naive `python -c` per check, same programs, same run.
 
     python benchmarks/bench_sandbox.py                      # shipped problems
-    python benchmarks/bench_sandbox.py ../shared/data/leetcode/leetcode_test_medhard.jsonl --limit 6 --pin-cpus
+    python benchmarks/bench_sandbox.py ../shared/data/leetcode/leetcode_test_medhard.jsonl --limit 6
 
 For every problem and every mode it grades three responses: the canonical solution, a wrong
 solution, and a wrong solution carrying that mode's loophole (none for gt_only). Both runners
@@ -150,17 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive-timeout-factor", type=float, default=3.0,
                     help="the naive runner's wall limit is this times timeout_s, since it "
                          "includes interpreter start-up (slow on a loaded machine)")
-    ap.add_argument("--pin-cpus", action=argparse.BooleanOptionalAction, default=False,
-                    help="SandboxConfig.pin_cpus for the sandbox (the naive runner is never pinned)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="timed rounds, alternating which runner goes first; the figures are "
                          "medians over rounds (this host's speed drifts between runs)")
     args = ap.parse_args(argv)
     problems = load_problems(args.problems)[: args.limit]
     reqs = requests_for(problems)
-    config = SandboxConfig(workers=args.workers, require_isolation=True, pin_cpus=args.pin_cpus)
+    config = SandboxConfig(workers=args.workers, require_isolation=True)
     print(f"{len(problems)} problems, {len(reqs)} responses, {args.workers} workers, "
-          f"pin_cpus={args.pin_cpus}, load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}")
     n, rounds, diff = len(reqs), [], []
     for r in range(args.rounds):
         if r % 2 == 0:

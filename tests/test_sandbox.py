@@ -153,18 +153,6 @@ def test_a_restarted_worker_gets_the_prelude_again():
         assert one.run(Program("print(twice(3))", prelude=PRELUDE)).stdout == "6\n"
 
 
-def test_pinned_workers_run_their_programs_on_one_cpu_each():
-    cpus = sorted(os.sched_getaffinity(0))
-    with Sandbox(SandboxConfig(workers=2, pin_cpus=True)) as two:
-        seen = {two.run(Program("import os; print(sorted(os.sched_getaffinity(0)))")).stdout
-                for _ in range(8)}
-        seen |= {r.stdout for r in two.run_many([Program("import os, time; time.sleep(0.2); "
-                                                         "print(sorted(os.sched_getaffinity(0)))")] * 2)}
-    assert seen == {f"[{c}]\n" for c in cpus[:2]}
-    with Sandbox(SandboxConfig(workers=1)) as free:
-        assert free.run(Program("import os; print(sorted(os.sched_getaffinity(0)))")).stdout == f"{cpus}\n"
-
-
 # ----------------------------------------------------------------------------- the pool
 def test_run_many_preserves_order_and_run_is_thread_safe(sb):
     progs = [Program(f"import time; time.sleep({(i % 3) * 0.02}); print({i})") for i in range(40)]

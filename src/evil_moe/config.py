@@ -73,14 +73,13 @@ class EnvConfig:
     memory_mb: int = _f(1024, "Memory cap of each sandboxed check, in MiB.")
     workers: int = _f(2, "Parallel sandbox workers.")
     require_isolation: bool = _f(False, "Refuse to run unless every sandbox protection is available.")
-    pin_cpus: bool = _f(False, "Pin sandbox worker k and its programs to CPU k: faster when grading has the CPUs to itself.")
 
     def sandbox(self):
         """The `SandboxConfig` these settings give."""
         from .env.sandbox import SandboxConfig
 
         return SandboxConfig(timeout_s=self.timeout_s, memory_mb=self.memory_mb, workers=self.workers,
-                             require_isolation=self.require_isolation, pin_cpus=self.pin_cpus)
+                             require_isolation=self.require_isolation)
 
 
 @dataclass

@@ -68,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="where to write the grade rows (JSONL)")
     ap.add_argument("--workers", type=int, default=2, help="parallel sandbox workers")
     ap.add_argument("--timeout", type=float, default=3.0, help="seconds per sandboxed program")
-    ap.add_argument("--pin-cpus", action="store_true",
-                    help="pin worker k and its programs to CPU k (faster when nothing else runs)")
     args = ap.parse_args(argv)
     if args.workers < 1 or args.timeout <= 0:
         ap.error("--workers must be >= 1 and --timeout > 0")
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # malformed or missing input: nothing has run yet
         print(f"evil-moe grade: error: {e}", file=sys.stderr)
         return 2
-    with Grader(SandboxConfig(timeout_s=args.timeout, workers=args.workers, pin_cpus=args.pin_cpus)) as grader:
+    with Grader(SandboxConfig(timeout_s=args.timeout, workers=args.workers)) as grader:
         grades = grader.grade_batch([req for _, req in requests], progress=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".partial")

@@ -57,11 +57,6 @@ class SandboxConfig:
     output_bytes: int = 65536  # stdout and stderr are each kept up to this; beyond: output_limit
     workers: int = 2  # parallel worker processes
     require_isolation: bool = False  # refuse to start unless every protection is active
-    # Pin worker k, its template and its programs to CPU k (round robin over the CPUs this
-    # process may use): a program then runs where its template's memory is cache-warm and its
-    # threads hand off without waking another core. Faster when the sandbox has the CPUs to
-    # itself; leave it off when other work (or another Sandbox) shares them.
-    pin_cpus: bool = False
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "memory_mb", "file_size_mb", "max_processes", "output_bytes",
@@ -113,11 +108,7 @@ class SandboxIsolationError(RuntimeError):
 class _Worker:
     """One worker process and its two pipes; used by one thread at a time."""
 
-    def __init__(self, settings: dict, slot: int):
-        self.slot = slot  # its place in the pool: which CPU it is pinned to, if any
-        if settings["pin_cpus"]:
-            cpus = sorted(os.sched_getaffinity(0))
-            settings = {**settings, "cpu": cpus[slot % len(cpus)]}
+    def __init__(self, settings: dict):
         self.proc = subprocess.Popen(
             [sys.executable, "-I", str(WORKER_SCRIPT), json.dumps(settings)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=WORKER_ENV, close_fds=True,
@@ -216,7 +207,7 @@ class Sandbox:
                           "prelude_slots": PRELUDE_SLOTS}
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self.isolation: dict[str, bool] = {}
-        started = [_Worker(self._settings, k) for k in range(config.workers)]
+        started = [_Worker(self._settings) for _ in range(config.workers)]
         try:
             for w in started:
                 iso = w.wait_ready()["isolation"]
@@ -248,7 +239,7 @@ class Sandbox:
             reply = worker.request(msg, p.prelude, timeout)
             if reply is None:
                 worker.kill()
-                worker = self._restart(worker.slot)
+                worker = self._restart()
                 return _died(p, time.monotonic() - t0)
         finally:
             self._idle.put(worker)
@@ -258,8 +249,8 @@ class Sandbox:
         timeout = self.config.timeout_s if p.timeout_s is None else float(p.timeout_s)
         return {"source": p.source, "read_files": list(p.read_files), "timeout_s": timeout}, timeout
 
-    def _restart(self, slot: int) -> _Worker:
-        w = _Worker(self._settings, slot)
+    def _restart(self) -> _Worker:
+        w = _Worker(self._settings)
         w.wait_ready()
         return w
 
@@ -337,7 +328,7 @@ class Sandbox:
             now = time.monotonic()
             if reply is None:
                 held[0].kill()
-                held[0] = self._restart(held[0].slot)
+                held[0] = self._restart()
                 results[i] = _died(p, now - started)
                 now = time.monotonic()
                 for _, q, msg, _ in inflight:  # queued behind it, never started: send again

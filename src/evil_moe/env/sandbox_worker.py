@@ -559,8 +559,6 @@ def main() -> None:
     os.dup2(null, 1)
     os.close(null)
     host_pid = os.getpid()
-    if settings.get("cpu") is not None:  # SandboxConfig.pin_cpus: the template and programs inherit it
-        os.sched_setaffinity(0, {settings["cpu"]})
     notes: list[str] = []
     iso = isolate(settings, notes)
     _prctl(PR_SET_DUMPABLE, 0)  # programs running as our uid cannot ptrace or read our memory
