@@ -77,6 +77,11 @@ def test_runs_as_main_with_exit_codes_and_tracebacks(sb):
     assert isinstance(sb.run(Program("pass")), RunResult)
 
 
+def test_site_packages_import_and_no_host_pth_file_ran(sb):
+    r = sb.run(Program("import sys, yaml; print(yaml.__name__, sys.flags.no_site, 'zipfile' in sys.modules)"))
+    assert r.stdout == "yaml 1 False\n"  # the host's site would have imported zipfile here
+
+
 def test_private_empty_cwd_and_scrubbed_environment(sb):
     r = sb.run(Program("import os; print(os.listdir('.'), sorted(os.environ), os.environ['HOME'] == os.getcwd())"))
     assert r.stdout == "[] ['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR'] True\n"

@@ -110,7 +110,7 @@ class _Worker:
 
     def __init__(self, settings: dict):
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", str(WORKER_SCRIPT), json.dumps(settings)],
+            [sys.executable, "-I", "-S", str(WORKER_SCRIPT), json.dumps(settings)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=WORKER_ENV, close_fds=True,
             start_new_session=True, cwd="/")
         self.hello: dict | None = None

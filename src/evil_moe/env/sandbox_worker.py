@@ -1,6 +1,6 @@
 """One sandbox worker: isolates itself, keeps a pre-imported template, forks one child per program.
 
-Started by `evil_moe.env.sandbox.Sandbox` as ``python -I sandbox_worker.py '<json settings>'``
+Started by `evil_moe.env.sandbox.Sandbox` as ``python -I -S sandbox_worker.py '<json settings>'``
 with a fixed minimal environment, so it never holds the grader's memory or variables. It uses
 the standard library only and never imports `evil_moe`.
 
@@ -564,8 +564,15 @@ def main() -> None:
     _prctl(PR_SET_DUMPABLE, 0)  # programs running as our uid cannot ptrace or read our memory
     if not iso["pid_namespace"]:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    # Started with -S, so no .pth file of the host ran here: those can import dozens of modules
+    # and register exit handlers, which every program would then carry and run. Programs still
+    # import from site-packages.
+    import site
+
+    sys.path.extend(p for p in site.getsitepackages() if p not in sys.path)
     for module in PRELOAD:
         __import__(module)
+    compile("pass", "<warm-up>", "exec")  # a process's first compile sets up the parser (~2 ms)
     template = Template(settings, iso, host_pid)
     gc.collect()
     gc.freeze()
