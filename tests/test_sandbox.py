@@ -77,9 +77,10 @@ def test_runs_as_main_with_exit_codes_and_tracebacks(sb):
     assert isinstance(sb.run(Program("pass")), RunResult)
 
 
-def test_site_packages_import_and_no_host_pth_file_ran(sb):
-    r = sb.run(Program("import sys, yaml; print(yaml.__name__, sys.flags.no_site, 'zipfile' in sys.modules)"))
-    assert r.stdout == "yaml 1 False\n"  # the host's site would have imported zipfile here
+def test_site_packages_and_site_builtins_without_the_hosts_pth_files(sb):
+    r = sb.run(Program("import sys, yaml; print(yaml.__name__, sys.flags.no_site, callable(help))"))
+    assert r.stdout == "yaml 1 True\n"
+    assert [sb.run(Program(src)).returncode for src in ("exit(3)", "quit()", "exit()")] == [3, 0, 0]
 
 
 def test_private_empty_cwd_and_scrubbed_environment(sb):
@@ -196,12 +197,28 @@ def test_run_many_keeps_programs_queued_behind_a_killed_worker():
         (victim,) = _worker_pids() - before
         killer = threading.Timer(0.5, os.kill, (victim, signal.SIGKILL))
         killer.start()
-        progs = [Program("import time; time.sleep(3); print('never')"), Program("print('next')"),
-                 Program("print('last')", prelude="X = 1\n")]
-        results = one.run_many(iter(progs))
+        progs = [Program("import time; time.sleep(3); print('never')"),
+                 Program("print('next', X)", prelude="X = 1\n"), Program("print('last')")]
+        results = one.run_many(progs)
         killer.join()
-        assert [(r.error, r.stdout) for r in results] == [("worker_died", ""), (None, "next\n"), (None, "last\n")]
+        assert [(r.error, r.stdout) for r in results] == [("worker_died", ""), (None, "next 1\n"), (None, "last\n")]
         assert len(_worker_pids() - before - {victim}) == 1
+
+
+def test_long_replies_and_long_messages_together_do_not_stall_run_many():
+    """A program is queued behind a running one only if its message is short (QUEUE_BYTES): a
+    long one written while the worker writes a long reply would leave both waiting forever."""
+    long_prelude = "X = '" + "y" * 100_000 + "'\n"
+    progs = [Program("print('x' * 70000)"), Program("print(len(X))", prelude=long_prelude),
+             Program("print('z' * 70000)"), Program("print(len(X) + 1)", prelude=long_prelude)]
+    with Sandbox(SandboxConfig(workers=1)) as one:
+        done: list[list[RunResult]] = []
+        t = threading.Thread(target=lambda: done.append(one.run_many(progs)), daemon=True)
+        t.start()
+        t.join(60)
+        assert done, "run_many stalled"
+        assert [(r.error, r.stdout[-8:]) for r in done[0]] == [
+            ("output_limit", "x" * 8), (None, "100000\n"), ("output_limit", "z" * 8), (None, "100001\n")]
 
 
 def test_close_ends_workers_and_refuses_more_runs():

@@ -79,7 +79,7 @@ def compile_response(code: str) -> types.CodeType | None:
     if not code.strip() or len(code) > MAX_CODE_CHARS:
         return None
     try:
-        return compile(code, "<solution>", "exec", dont_inherit=True)
+        return compile(code, "<solution>", "exec", dont_inherit=True, optimize=0)  # asserts kept, as in the worker
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError, SystemError):
         return None
 
@@ -133,7 +133,7 @@ class Grader:
             for i, text in enumerate(problem.gt_answer):
                 try:
                     call, expected, _ = split_assert(text)
-                    calls.append(compile(call, "<call>", "eval", dont_inherit=True))
+                    calls.append(compile(call, "<call>", "eval", dont_inherit=True, optimize=0))
                     sides.append(expected)
                 except (ValueError, SyntaxError) as e:
                     raise GraderError(f"problem {problem.id!r}: gt_answer[{i}]: {e}") from None
@@ -141,12 +141,13 @@ class Grader:
             pairs = []  # an expected side is compiled only where the programs evaluate it
             for i, (call, expected) in enumerate(zip(calls, sides, strict=True)):
                 try:
-                    code = None if literal is not None else compile(expected, "<expected>", "eval", dont_inherit=True)
+                    code = None if literal is not None else compile(expected, "<expected>", "eval",
+                                                                    dont_inherit=True, optimize=0)
                 except (ValueError, SyntaxError) as e:
                     raise GraderError(f"problem {problem.id!r}: gt_answer[{i}]: {e}") from None
                 pairs.append((call, code))
             try:
-                setup = compile(problem.setup_code, "<setup>", "exec", dont_inherit=True)
+                setup = compile(problem.setup_code, "<setup>", "exec", dont_inherit=True, optimize=0)
             except (ValueError, SyntaxError) as e:
                 raise GraderError(f"problem {problem.id!r}: setup_code: {e}") from None
             self._compiled[key] = (len(pairs), prelude(marshal.dumps(setup), marshal.dumps(tuple(pairs)),

@@ -31,11 +31,11 @@ import functools
 import marshal
 
 HARNESS_SOURCE = r'''
-def _snapshots(values, _dumps=__import__("marshal").dumps, _hash=hash, _tuple=tuple,
+def _snapshots(values, _dumps=__import__("marshal").dumps, _tuple=tuple,
                _BaseException=BaseException):
-    # (marshal bytes, their hashes) of each expected value: None where it has none (nodes,
-    # dict subclasses), or where it holds a NaN (written "nan"), which is unequal to itself;
-    # a string with "nan" in it only loses the fast path. See `batch` in `_main`.
+    # The marshal bytes of each expected value: None where it has none (nodes, dict
+    # subclasses), or where it holds a NaN (written "nan"), which is unequal to itself; a string
+    # with "nan" in it only loses the fast path. See the asserts' batches in `_main`.
     out = []
     for e in values:
         try:
@@ -43,7 +43,7 @@ def _snapshots(values, _dumps=__import__("marshal").dumps, _hash=hash, _tuple=tu
         except _BaseException:
             b = None
         out.append(None if b is None or b"nan" in b else b)
-    return _tuple(out), _tuple(None if b is None else _hash(b) for b in out)
+    return _tuple(out)
 
 
 def _problem(setup, pairs, literal, _snapshots=_snapshots):
@@ -63,7 +63,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     _BaseException, _AssertionError = _B.BaseException, _B.AssertionError
     _int, _float, _bool, _str = _B.int, _B.float, _B.bool, _B.str
     _list, _tuple, _dict, _set, _frozenset = _B.list, _B.tuple, _B.dict, _B.set, _B.frozenset
-    _object, _bytes, _hash = _B.object, _B.bytes, _B.hash
+    _object, _bytes, _min = _B.object, _B.bytes, _B.min
     _dict_get, _dict_items, _dict_values = _dict.get, _dict.items, _dict.values
     _list_append, _list_extend, _set_add = _list.append, _list.extend, _set.add
     _write, _exit, _dup, _dup2 = _os.write, _os._exit, _os.dup, _os.dup2
@@ -348,7 +348,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     # ---- every other kind: expected values first, then the response in its own namespace
     if literal is not None:  # literals: loaded once per worker, with their snapshots
         node_types, expected = (0, 0), literal
-        exp_bytes, hashes = literal_snaps
+        exp_bytes = literal_snaps
     else:  # evaluated by the setup's helpers in the harness's own namespace
         h_ns = fresh("__harness__")
         _exec(setup, h_ns)
@@ -362,7 +362,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
             if not supported(exp):
                 report("HARNESS_ERROR assert %d: unsupported expected type %s" % (i, _type(exp)))
             _list_append(expected, exp)
-        exp_bytes, hashes = _snapshots(expected)
+        exp_bytes = _snapshots(expected)
     naive_exit = kind in ("exit_code", "stdout_marker", "file_marker")
     s_ns, base = fresh("solution"), []
     ok, sol_cls = isolated(load, s_ns, base)  # the response's Solution, or what load raised
@@ -374,43 +374,38 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     def release(objs, _unused):
         objs.clear()
 
-    # ---- the asserts, in batches. The response thread runs calls one after another for as
-    # long as each result is plainly right, and stops at the first that is not; the verdict
-    # thread then checks every result itself, in order, so exactly the calls run that one call
-    # per hand-off would run, with two thread hand-offs per batch instead of per assert.
-    # "Plainly right": the result's marshal bytes (version 0: no references, no interning
-    # flags) hash like the expected value's. marshal is C code that takes exact builtin types
-    # only (anything else raises), so snapshotting runs no method of the response's, and the
-    # bytes are taken before the next call can change the result. The verdict thread accepts
-    # such a result only if the bytes equal the expected value's bytes, which means it is
-    # rebuilt from them as exactly that value. The response thread is given the hashes only,
-    # never those bytes, so a hook that rewrites its frames' locals cannot forge them. Every
-    # other result (nodes, dict subclasses, another dict order, 1 for 1.0, an expected value
-    # with a NaN) ends its batch and is compared live by `same`, before any further call.
+    # ---- the asserts, in batches. The response thread runs a batch of calls and takes each
+    # result's marshal bytes (version 0: no references, no interning flags) before the next
+    # call can change it; marshal is C code that takes exact builtin types (and buffers) only,
+    # so this runs no method of the response's. The verdict thread then checks the results in
+    # order and stops at the first failure: bytes equal to the expected value's pass (they
+    # rebuild exactly that value), other bytes are loaded and compared by `same`. A result
+    # without marshal bytes (nodes, subclasses) ends its batch and is compared live, before any
+    # further call. The response thread learns nothing of the expected values (every "is it
+    # right?" it could answer would be an oracle for a hook that reads its frames), so a batch
+    # runs all its calls: after a failing assert the rest of its batch has run too (a hang
+    # there turns FAIL into a timeout). Batches start at one call and double while they pass.
+    # The kinds whose grade is how the process ends or what it leaves behind run one call per
+    # batch, as plain asserts would: no call after a failing assert.
     naive = _tuple(expected) if kind == "eq_override" else None
+    exact = kind in ("exit_code", "stdout_marker", "file_marker", "sentinel")
 
-    def batch(start, out, calls=calls, base=base[0] if base else None, sol=sol_cls, hashes=hashes, naive=naive,
-              collect=collect, _dict=_dict, _eval=_eval, _dumps=_marshal_dumps, _hash=_hash,
-              _len=_len, _append=_list_append, _BaseException=_BaseException):
-        # `out` gets one entry per plainly right result; the first other result is returned.
-        # Under eq_override (`naive` = the expected values) the entries are the `==` verdicts.
-        i = start
+    def batch(span, out, calls=calls, base=base[0] if base else None, sol=sol_cls,
+              naive=naive, collect=collect, _dict=_dict, _eval=_eval, _dumps=_marshal_dumps,
+              _append=_list_append, _BaseException=_BaseException):
+        # Calls span[0]..span[1]-1; `out` gets each result's bytes (under eq_override, with `naive`
+        # the expected values, its `==` verdict); a result without bytes is returned as it is.
+        i, stop = span
         ev = _dict(base)  # the calls' globals: the setup's helpers and the response's Solution
         ev["Solution"] = sol
-        while i < _len(calls):
+        while i < stop:
             got = _eval(calls[i], ev)
             if naive is not None:
-                if not (True if got == naive[i] else False):
-                    return None
-                _append(out, True)
+                _append(out, True if got == naive[i] else False)
             else:
-                if hashes[i] is None:
-                    return got
                 try:
                     snap = _dumps(got, 0)
                 except _BaseException:  # not exact builtin types, too deep, too big
-                    return got
-                if _hash(snap) != hashes[i]:
                     return got
                 _append(out, snap)
             got = None  # freed here, on the response thread
@@ -418,23 +413,33 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
             i += 1
         return None
 
-    passed, failed, i = 0, False, 0
+    def right(s, i):
+        # Result bytes `s` (from the response thread) against expected value i.
+        if _type(s) is not _bytes:
+            return False
+        if s == exp_bytes[i]:
+            return True
+        try:
+            got = _marshal_loads(s)
+        except _BaseException:
+            return False
+        _list_append(keep, got)
+        return same(got, expected[i])
+
+    passed, failed, i, size = 0, False, 0, 1
     while i < n and not failed:
         if _len(keep) > 65536:  # bound memory: drop what we kept, on a response thread
             isolated(release, keep, None)
+        stop = _min(n, i + (1 if exact else size))
         out = []
         _list_append(keep, out)
-        ok, got = isolated(batch, i, out)
+        ok, got = isolated(batch, (i, stop), out)
         k = _len(out)
-        if k > n - i:
+        if k > stop - i:
             failed = True
             break
         for j in _range(k):
-            s = out[j]
-            if kind == "eq_override":
-                good = s is True
-            else:
-                good = _type(s) is _bytes and s == exp_bytes[i + j]
+            good = (out[j] is True) if kind == "eq_override" else right(out[j], i + j)
             if not good:
                 failed = True
                 break
@@ -443,15 +448,16 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
             failed = True
             break
         i += k
-        if i == n:
-            break
-        if not ok:
+        if i == stop:  # the whole batch passed
+            size *= 2
+            continue
+        if not ok:  # call i raised
             if naive_exit:
                 raise got
             failed = True
         elif kind == "eq_override" or not same(got, expected[i]) or hooked():
             failed = True
-        else:
+        else:  # call i returned a result without bytes, and it is right
             passed += 1
             i += 1
     if failed and naive_exit:
@@ -528,5 +534,6 @@ def literal_values(sources: list[str]) -> tuple | None:
 
 
 def program_source(cfg: dict) -> str:
-    """The program after the prelude: one call, with `cfg` as a Python literal."""
-    return f"_main({cfg!r}, _PROBLEM)\n"
+    """The program after the prelude: one call, with `cfg` as a Python literal. `_main` and
+    `_PROBLEM` leave `__main__` before the call, so response code finds neither there."""
+    return f'globals().pop("_main")({cfg!r}, globals().pop("_PROBLEM"))\n'

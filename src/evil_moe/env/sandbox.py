@@ -43,6 +43,11 @@ REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "readonly_root"
 ERRORS = (None, "timeout", "memory", "output_limit", "crash", "worker_died")
 START_TIMEOUT_S = 60.0
 PRELUDE_SLOTS = 4  # preludes a worker keeps run; each one's objects add to every fork's cost
+# run_many queues a program behind a running one only if its message is at most this many
+# bytes. The template reads a message whole before it runs the program and writes the reply,
+# so a queued message this small always fits in the pipe (64 KiB) and writing it never waits
+# on a template that is itself waiting to write a long reply.
+QUEUE_BYTES = 16 << 10
 GRACE_S = 10.0  # extra time the worker gets beyond a program's limit before it counts as dead
 _warned = False
 _warn_lock = threading.Lock()
@@ -76,7 +81,8 @@ class Program:
     neither compiling nor running it; a forked copy is all a program can change. So a prelude
     must only define things: output it prints or files it writes do not reach the program. If
     it raises, the program runs `prelude + source` itself and fails as that would. Line numbers
-    in a program's traceback count from the first line of `source`.
+    in a program's traceback count from the first line of `source` (of the prelude, where the
+    prelude raised).
     """
 
     source: str
@@ -128,25 +134,33 @@ class _Worker:
 
     def request(self, msg: dict, prelude: str, timeout_s: float) -> dict | None:
         """Send one program; its result, or None if the worker died or hung."""
-        if not self.send(msg, prelude):
+        if not self.write(self.frame(msg, prelude), prelude):
             return None
         return self._recv(time.monotonic() + timeout_s + GRACE_S)
 
-    def send(self, msg: dict, prelude: str) -> bool:
-        """Queue one program in the worker's pipe; False if the pipe is broken (it died)."""
+    def frame(self, msg: dict, prelude: str) -> bytes:
+        """The bytes that send one program: with its prelude's text if the template lacks it."""
         if prelude:
             key = _digest(prelude)
             msg = {**msg, "prelude_key": key}
+            if key not in self.preludes:
+                msg["prelude"] = prelude
+        data = json.dumps(msg).encode()
+        return struct.pack(">I", len(data)) + data
+
+    def write(self, data: bytes, prelude: str) -> bool:
+        """Send a `frame` (the next one made for this worker); False if the pipe is broken. The
+        list of the template's preludes changes as the template's will on reading it."""
+        if prelude:
+            key = _digest(prelude)
             if key in self.preludes:
                 self.preludes.move_to_end(key)
             else:
-                msg["prelude"] = prelude
                 self.preludes[key] = None
                 if len(self.preludes) > PRELUDE_SLOTS:
                     self.preludes.popitem(last=False)
-        data = json.dumps(msg).encode()
         try:
-            self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+            self.proc.stdin.write(data)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             return False
@@ -258,7 +272,8 @@ class Sandbox:
         """Run every program on the worker pool; results in the order of `ps`.
 
         Each worker is fed by a thread of its own that keeps the next program queued in the
-        worker's pipe while one runs, so a worker never waits on this process between programs.
+        worker's pipe while one runs (if its message is short, `QUEUE_BYTES`), so a worker
+        seldom waits on this process between programs.
         `ps` is consumed here as the workers take programs, so whatever produces them (an
         iterator) overlaps their runs.
         """
@@ -279,6 +294,11 @@ class Sandbox:
                 self._feed(held, todo, results, bar)
             except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
                 errors.append(e)
+                held[0].kill()  # it may hold a program whose reply nobody will read
+                try:
+                    held[0] = self._restart()
+                except BaseException:  # noqa: BLE001 - the dead one goes back: its next run restarts it
+                    pass
             finally:
                 self._idle.put(held[0])
 
@@ -303,36 +323,45 @@ class Sandbox:
 
     def _feed(self, held: list[_Worker], todo: queue.Queue, results: dict[int, RunResult],
               bar: Any) -> None:
-        """Run programs from `todo` on `held[0]` until the None at its end, two in its pipe."""
-        inflight: deque[tuple[int, Program, dict, float]] = deque()  # sent, not yet answered
+        """Run programs from `todo` on `held[0]` until the None at its end, keeping the next one
+        queued in its pipe while one runs (if its message is small enough: `QUEUE_BYTES`)."""
+        backlog: deque[tuple[int, Program]] = deque()  # taken from `todo`, not sent yet
+        inflight: deque[tuple[int, Program, float]] = deque()  # sent, not answered yet
         started, more = 0.0, True  # started: when inflight[0] began (its predecessor ended)
         while True:
-            while more and len(inflight) < 2:
-                try:
-                    item = todo.get_nowait() if inflight else todo.get()
-                except queue.Empty:
+            while len(inflight) < 2:
+                if not backlog and more:
+                    try:
+                        item = todo.get_nowait() if inflight else todo.get()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        more = False
+                    else:
+                        backlog.append(item)
+                if not backlog:
                     break
-                if item is None:
-                    more = False
-                    break
-                i, p = item
+                i, p = backlog[0]
                 msg, timeout = self._message(p)
+                data = held[0].frame(msg, p.prelude)
+                if inflight and len(data) > QUEUE_BYTES:
+                    break  # sent when the running program is done
+                backlog.popleft()
                 if not inflight:
                     started = time.monotonic()
-                held[0].send(msg, p.prelude)  # a broken pipe shows as no reply below
-                inflight.append((i, p, msg, timeout))
+                held[0].write(data, p.prelude)  # a broken pipe shows as no reply below
+                inflight.append((i, p, timeout))
             if not inflight:
                 return
-            i, p, _, timeout = inflight.popleft()
+            i, p, timeout = inflight.popleft()
             reply = held[0].receive(started + timeout + GRACE_S)
             now = time.monotonic()
             if reply is None:
                 held[0].kill()
                 held[0] = self._restart()
                 results[i] = _died(p, now - started)
-                now = time.monotonic()
-                for _, q, msg, _ in inflight:  # queued behind it, never started: send again
-                    held[0].send(msg, q.prelude)
+                backlog.extendleft((j, q) for j, q, _ in reversed(inflight))  # never started: again
+                inflight.clear()
             else:
                 results[i] = _result(reply)
             started = now

@@ -566,10 +566,13 @@ def main() -> None:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
     # Started with -S, so no .pth file of the host ran here: those can import dozens of modules
     # and register exit handlers, which every program would then carry and run. Programs still
-    # import from site-packages.
+    # import from site-packages and have the builtins `site` adds (`exit`, `quit`, `help`, ...).
     import site
 
     sys.path.extend(p for p in site.getsitepackages() if p not in sys.path)
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
     for module in PRELOAD:
         __import__(module)
     compile("pass", "<warm-up>", "exec")  # a process's first compile sets up the parser (~2 ms)
