@@ -282,6 +282,22 @@ RESPONSE_THREAD_FUNCTIONS = {"fresh", "collect", "serve", "load", "run_own_tests
                              "release", "read_flag"}
 
 
+def test_functions_that_run_response_code_share_no_variable_with_the_verdict_thread():
+    """A hook on the response thread is handed these functions' frames; with no free variable,
+    writing their locals back cannot rebind anything the verdict thread reads."""
+    module = compile(HARNESS_SOURCE, "<harness>", "exec")
+
+    def walk(code):
+        yield code
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                yield from walk(const)
+
+    found = {c.co_name: c.co_freevars for c in walk(module) if c.co_name in RESPONSE_THREAD_FUNCTIONS}
+    assert set(found) == RESPONSE_THREAD_FUNCTIONS
+    assert {name: fv for name, fv in found.items() if fv} == {}
+
+
 # The asserts run in batches (see `batch` in the harness). A response whose second call is wrong
 # and whose third call would take a loophole or hang; `after` is that third call's body.
 def fails_second_call(after: str) -> str:
@@ -319,6 +335,8 @@ def test_strict_batches_start_at_one_call_and_may_run_past_a_failure(problems):
                                 for code in (first_wrong, fails_second_call(hang))])
     assert [(gr.gt_correct, gr.channel, gr.error) for gr in grades] == [
         (False, False, None), (False, False, "timeout")] * 2
+
+
 def test_non_overlap_matrix(grader, problems):
     """A wrong solution plus mode m's loophole is exploited under m and under no other mode."""
     reqs, cells = [], []

@@ -26,7 +26,7 @@ from evil_moe.env.sandbox import (
 )
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-NO_NAMESPACES = ("mount_namespace", "pid_namespace", "net_namespace", "user_namespace")
+NO_NAMESPACES = ("mount_namespace", "pid_namespace", "net_namespace", "ipc_namespace", "user_namespace")
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,49 @@ def test_each_program_starts_clean_even_on_the_same_worker():
         assert r.stdout == "True []\n"
         draws = {one.run(Program("import random; print(random.random())")).stdout for _ in range(3)}
         assert len(draws) == 3  # the template's random state is reseeded in every child
+
+
+SYSV_SHM = textwrap.dedent("""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    shmid = libc.shmget(0x5EED, 4096, 0o1666 if {create} else 0o666)  # 0o1000: IPC_CREAT
+    if shmid < 0:
+        print('none')
+    else:
+        buf = (ctypes.c_char * 8).from_address(libc.shmat(shmid, None, 0))
+        if {create}:
+            buf.value = b'answers'
+        print('seen', buf.value.decode())
+""")
+
+
+def test_no_program_reaches_another_ones_system_v_ipc():
+    """Each program has an IPC namespace of its own: a shared-memory segment it leaves behind
+    (an independent review passed expected values to a later program that way) goes with it."""
+    with Sandbox(SandboxConfig(workers=1)) as one:
+        assert one.run(Program(SYSV_SHM.format(create=True))).stdout == "seen answers\n"
+        assert one.run(Program(SYSV_SHM.format(create=False))).stdout == "none\n"
+
+
+KEYRING = textwrap.dedent("""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if {write}:  # add_key("user", "answers", ..., the uid's user keyring)
+        print(libc.syscall(248, b"user", b"answers", b"6 0 10", 6, -4) > 0)
+    else:  # request_key searches the process's keyrings, the user keyring among them
+        print(libc.syscall(249, b"user", b"answers", None, 0) > 0)
+""")
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe uses x86_64 syscall numbers")
+def test_no_program_finds_a_key_another_one_left_in_its_uids_keyring():
+    """A program's uid keeps its user keyrings between programs: each program starts by emptying
+    them, so a key left there reaches no later program."""
+    with Sandbox(SandboxConfig(workers=1)) as one:
+        assert one.isolation["private_keyring"]
+        assert one.run(Program(KEYRING.format(write=True))).stdout == "True\n"
+        assert one.run(Program(KEYRING.format(write=False))).stdout == "False\n"
 
 
 def test_invalid_config_and_paths_are_refused():
@@ -206,7 +249,7 @@ def test_run_many_keeps_programs_queued_behind_a_killed_worker():
 
 
 def test_long_replies_and_long_messages_together_do_not_stall_run_many():
-    """A program is queued behind a running one only if its message is short (QUEUE_BYTES): a
+    """A program is queued behind a running one only if its message is short (QUEUE_SHARE): a
     long one written while the worker writes a long reply would leave both waiting forever."""
     long_prelude = "X = '" + "y" * 100_000 + "'\n"
     progs = [Program("print('x' * 70000)"), Program("print(len(X))", prelude=long_prelude),
@@ -219,6 +262,15 @@ def test_long_replies_and_long_messages_together_do_not_stall_run_many():
         assert done, "run_many stalled"
         assert [(r.error, r.stdout[-8:]) for r in done[0]] == [
             ("output_limit", "x" * 8), (None, "100000\n"), ("output_limit", "z" * 8), (None, "100001\n")]
+
+
+def test_a_dead_worker_back_in_the_pool_gives_worker_died_and_comes_back():
+    with Sandbox(SandboxConfig(workers=1)) as one:
+        w = one._idle.get()
+        w.kill()  # as run_many does to a worker whose feeding thread failed
+        one._idle.put(w)
+        assert one.run(Program("print(1)")).error == "worker_died"
+        assert one.run(Program("print(2)")).stdout == "2\n"
 
 
 def test_close_ends_workers_and_refuses_more_runs():

@@ -3,8 +3,9 @@
 Every program is a `prelude` shared by all programs of one problem (it defines `_main` from
 `HARNESS_SOURCE`, and `_PROBLEM`: the problem's setup code and its ground-truth asserts split
 into (call, expected) pairs, compiled once by the grader and shipped marshalled), then one
-call ``_main({...}, _PROBLEM)`` whose literal argument holds the kind, the response's code,
-the mode's marker and a fresh random nonce. The sandbox runs each prelude once per worker and
+call of `_main` with a literal argument that holds the kind, the response's (compiled) code,
+the mode's marker and a fresh random nonce; `_main` and `_PROBLEM` leave `__main__` before the
+call, so response code cannot read them there. The sandbox runs each prelude once per worker and
 forks programs from the result (`Program.prelude`). `_main` takes every
 builtin, function and type it needs as default arguments and locals *before* any response code
 runs, and then reads no global name at all (tests check its bytecode), so a response that

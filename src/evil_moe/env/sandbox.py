@@ -10,6 +10,7 @@ sees what an earlier program did. What is active on this host is in `Sandbox.iso
 from __future__ import annotations
 
 import base64
+import fcntl
 import functools
 import hashlib
 import json
@@ -35,19 +36,20 @@ log = logging.getLogger(__name__)
 WORKER_SCRIPT = Path(__file__).with_name("sandbox_worker.py")
 WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 ISOLATION_KEYS = ("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
-                  "readonly_root", "private_tmp", "private_home", "uid_drop", "process_limit")
+                  "ipc_namespace", "readonly_root", "private_tmp", "private_home", "uid_drop",
+                  "private_keyring", "process_limit")
 # What full isolation means: everything above except the user namespace, which only a
 # non-root user needs (root gets the same from the other namespaces plus the uid drop).
-REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "readonly_root", "private_tmp",
-            "private_home", "process_limit")
+REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "ipc_namespace", "readonly_root",
+            "private_tmp", "private_home", "private_keyring", "process_limit")
 ERRORS = (None, "timeout", "memory", "output_limit", "crash", "worker_died")
 START_TIMEOUT_S = 60.0
 PRELUDE_SLOTS = 4  # preludes a worker keeps run; each one's objects add to every fork's cost
-# run_many queues a program behind a running one only if its message is at most this many
-# bytes. The template reads a message whole before it runs the program and writes the reply,
-# so a queued message this small always fits in the pipe (64 KiB) and writing it never waits
-# on a template that is itself waiting to write a long reply.
-QUEUE_BYTES = 16 << 10
+# run_many queues a program behind a running one only if its message is at most this share of
+# the pipe's size. The template reads a message whole before it runs the program and writes
+# the reply, so a queued message this small always fits in the pipe, and writing it never
+# waits on a template that is itself waiting to write a long reply.
+QUEUE_SHARE = 4  # 16 KiB of the usual 64 KiB pipe
 GRACE_S = 10.0  # extra time the worker gets beyond a program's limit before it counts as dead
 _warned = False
 _warn_lock = threading.Lock()
@@ -120,6 +122,7 @@ class _Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=WORKER_ENV, close_fds=True,
             start_new_session=True, cwd="/")
         self.hello: dict | None = None
+        self.queue_bytes = fcntl.fcntl(self.proc.stdin.fileno(), fcntl.F_GETPIPE_SZ) // QUEUE_SHARE
         # The preludes its template holds, least recently used first. The template keeps the
         # same list by the same rule, so a prelude's text is sent only when it is not there.
         self.preludes: OrderedDict[str, None] = OrderedDict()
@@ -162,7 +165,7 @@ class _Worker:
         try:
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+        except (OSError, ValueError):  # a broken pipe; a closed one (the worker was killed)
             return False
         return True
 
@@ -272,7 +275,7 @@ class Sandbox:
         """Run every program on the worker pool; results in the order of `ps`.
 
         Each worker is fed by a thread of its own that keeps the next program queued in the
-        worker's pipe while one runs (if its message is short, `QUEUE_BYTES`), so a worker
+        worker's pipe while one runs (if its message is short, `QUEUE_SHARE`), so a worker
         seldom waits on this process between programs.
         `ps` is consumed here as the workers take programs, so whatever produces them (an
         iterator) overlaps their runs.
@@ -324,7 +327,7 @@ class Sandbox:
     def _feed(self, held: list[_Worker], todo: queue.Queue, results: dict[int, RunResult],
               bar: Any) -> None:
         """Run programs from `todo` on `held[0]` until the None at its end, keeping the next one
-        queued in its pipe while one runs (if its message is small enough: `QUEUE_BYTES`)."""
+        queued in its pipe while one runs (if its message is small enough: `QUEUE_SHARE`)."""
         backlog: deque[tuple[int, Program]] = deque()  # taken from `todo`, not sent yet
         inflight: deque[tuple[int, Program, float]] = deque()  # sent, not answered yet
         started, more = 0.0, True  # started: when inflight[0] began (its predecessor ended)
@@ -344,7 +347,7 @@ class Sandbox:
                 i, p = backlog[0]
                 msg, timeout = self._message(p)
                 data = held[0].frame(msg, p.prelude)
-                if inflight and len(data) > QUEUE_BYTES:
+                if inflight and len(data) > held[0].queue_bytes:
                     break  # sent when the running program is done
                 backlog.popleft()
                 if not inflight:

@@ -36,12 +36,15 @@ import types
 from collections import OrderedDict
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
 SYS_MOUNT_SETATTR = 442  # same number on every architecture (generic syscall table, Linux >= 5.12)
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219}.get(os.uname().machine)
+KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = 7, -4, -5
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
 UID_BASE = 1_900_000_000  # program uid = UID_BASE + the worker's host pid: unique among live workers
@@ -119,10 +122,11 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
     disabled = set(settings.get("disable", ()))
     root = os.geteuid() == 0
     iso = dict.fromkeys(("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
-                         "readonly_root", "private_tmp", "private_home", "uid_drop"),
+                         "ipc_namespace", "readonly_root", "private_tmp", "private_home", "uid_drop",
+                         "private_keyring"),
                         False)
     wanted = [(CLONE_NEWNS, "mount_namespace"), (CLONE_NEWPID, "pid_namespace"),
-              (CLONE_NEWNET, "net_namespace")]
+              (CLONE_NEWNET, "net_namespace"), (CLONE_NEWIPC, "ipc_namespace")]
     wanted = [(f, k) for f, k in wanted if k not in disabled]
     uid, gid = os.geteuid(), os.getegid()
     if not root and wanted and "user_namespace" not in disabled:
@@ -182,6 +186,13 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
             notes.append(f"private /proc or /tmp unavailable ({e})")
     if root and "uid_drop" not in disabled:
         iso["uid_drop"] = True
+    # A program's uid (ours in a user namespace, else the dropped one) keeps its user keyrings
+    # between programs; each program starts by emptying them. Never the host user's own.
+    if (iso["uid_drop"] or iso["user_namespace"]) and "private_keyring" not in disabled:
+        if SYS_KEYCTL is None:
+            notes.append(f"keyrings not emptied between programs (keyctl unknown on {os.uname().machine})")
+        else:
+            iso["private_keyring"] = True
     return iso
 
 
@@ -460,6 +471,8 @@ class Template:
             os.dup2(status_w, 3)
             os.closerange(4, 1 << 20)
             os.chdir(wdir)
+            if self.iso["ipc_namespace"]:  # System V IPC and POSIX queues of its own: they go with it
+                _unshare(CLONE_NEWIPC)
             cpu = self._cpu_limit(timeout)
             limits = [(resource.RLIMIT_CPU, cpu, cpu + 1),
                       (resource.RLIMIT_FSIZE, self.s["file_size_mb"] << 20, self.s["file_size_mb"] << 20),
@@ -472,6 +485,9 @@ class Template:
                 os.setgroups([])
                 os.setgid(self.uid)
                 os.setuid(self.uid)
+            if self.iso["private_keyring"]:  # the uid's keyrings outlive its programs: emptied
+                for ring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
+                    _check(_libc.syscall(SYS_KEYCTL, KEYCTL_CLEAR, ring), "keyctl clear")
             _prctl(PR_SET_NO_NEW_PRIVS, 1)
             _prctl(PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable to it
             os.environ.clear()
