@@ -129,20 +129,29 @@ KEYRING = textwrap.dedent("""
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     if {write}:  # add_key("user", "answers", ..., the uid's user keyring)
-        print(libc.syscall(248, b"user", b"answers", b"6 0 10", 6, -4) > 0)
+        r = libc.syscall(248, b"user", b"answers", b"6 0 10", 6, -4)
     else:  # request_key searches the process's keyrings, the user keyring among them
-        print(libc.syscall(249, b"user", b"answers", None, 0) > 0)
+        r = libc.syscall(249, b"user", b"answers", None, 0)
+    print(r > 0, ctypes.get_errno() if r < 0 else 0)
+""")
+SESSION_KEYRING = textwrap.dedent("""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    r = libc.syscall(250, 0, -3, 0)  # keyctl(KEYCTL_GET_KEYRING_ID, the session keyring)
+    print(r > 0, ctypes.get_errno() if r < 0 else 0)
 """)
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe uses x86_64 syscall numbers")
-def test_no_program_finds_a_key_another_one_left_in_its_uids_keyring():
-    """A program's uid keeps its user keyrings between programs: each program starts by emptying
-    them, so a key left there reaches no later program."""
+def test_programs_get_no_keyrings():
+    """Keyrings outlive programs (the uid's, the session keyring the grader started with): a key
+    left in the uid's keyring reached the next program on the same worker. A seccomp filter
+    refuses every program add_key, request_key and keyctl (EPERM = 1)."""
     with Sandbox(SandboxConfig(workers=1)) as one:
-        assert one.isolation["private_keyring"]
-        assert one.run(Program(KEYRING.format(write=True))).stdout == "True\n"
-        assert one.run(Program(KEYRING.format(write=False))).stdout == "False\n"
+        assert one.isolation["no_keyrings"]
+        assert one.run(Program(KEYRING.format(write=True))).stdout == "False 1\n"
+        assert one.run(Program(KEYRING.format(write=False))).stdout == "False 1\n"
+        assert one.run(Program(SESSION_KEYRING)).stdout == "False 1\n"
 
 
 def test_invalid_config_and_paths_are_refused():
@@ -265,12 +274,18 @@ def test_long_replies_and_long_messages_together_do_not_stall_run_many():
 
 
 def test_a_dead_worker_back_in_the_pool_gives_worker_died_and_comes_back():
+    """Through run and through run_many (as run_many leaves a worker whose feeding thread failed)."""
     with Sandbox(SandboxConfig(workers=1)) as one:
         w = one._idle.get()
         w.kill()  # as run_many does to a worker whose feeding thread failed
         one._idle.put(w)
         assert one.run(Program("print(1)")).error == "worker_died"
         assert one.run(Program("print(2)")).stdout == "2\n"
+        w = one._idle.get()
+        w.kill()
+        one._idle.put(w)
+        assert [(r.error, r.stdout) for r in one.run_many([Program("print(3)"), Program("print(4)")])] == [
+            ("worker_died", ""), (None, "4\n")]
 
 
 def test_close_ends_workers_and_refuses_more_runs():
@@ -365,7 +380,8 @@ def test_non_root_user_gets_full_isolation_from_a_user_namespace(tmp_path):
         import json
         from evil_moe.env.sandbox import Program, Sandbox, SandboxConfig
         with Sandbox(SandboxConfig(workers=1, timeout_s=1)) as s:
-            r = s.run(Program("import os; print(os.getuid(), len([p for p in os.listdir('/proc') if p.isdigit()]))"))
+            r = s.run(Program("import os; caps = [l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')]; "
+                              "print(os.getuid(), len([p for p in os.listdir('/proc') if p.isdigit()]), caps[0])"))
             print(json.dumps([s.isolation, r.stdout]))
     """)
     out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i",
@@ -375,6 +391,6 @@ def test_non_root_user_gets_full_isolation_from_a_user_namespace(tmp_path):
     import json
 
     iso, stdout = json.loads(out.stdout)
-    assert stdout == "0 2\n"  # root inside its own user namespace, alone with its template
+    assert stdout == "0 2 0000000000000000\n"  # root of its own user namespace, with no capability, alone with its template
     assert iso["user_namespace"] and not iso["uid_drop"]
     assert all(iso[k] for k in REQUIRED)

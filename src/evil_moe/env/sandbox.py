@@ -37,11 +37,11 @@ WORKER_SCRIPT = Path(__file__).with_name("sandbox_worker.py")
 WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 ISOLATION_KEYS = ("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
                   "ipc_namespace", "readonly_root", "private_tmp", "private_home", "uid_drop",
-                  "private_keyring", "process_limit")
+                  "no_keyrings", "process_limit")
 # What full isolation means: everything above except the user namespace, which only a
 # non-root user needs (root gets the same from the other namespaces plus the uid drop).
 REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "ipc_namespace", "readonly_root",
-            "private_tmp", "private_home", "private_keyring", "process_limit")
+            "private_tmp", "private_home", "no_keyrings", "process_limit")
 ERRORS = (None, "timeout", "memory", "output_limit", "crash", "worker_died")
 START_TIMEOUT_S = 60.0
 PRELUDE_SLOTS = 4  # preludes a worker keeps run; each one's objects add to every fork's cost
@@ -174,7 +174,10 @@ class _Worker:
         return self._recv(deadline)
 
     def _recv(self, deadline: float) -> dict | None:
-        fd = self.proc.stdout.fileno()
+        try:
+            fd = self.proc.stdout.fileno()
+        except ValueError:  # closed: the worker was killed
+            return None
         buf = b""
         need = 4
         while len(buf) < need:

@@ -43,8 +43,13 @@ CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
 SYS_MOUNT_SETATTR = 442  # same number on every architecture (generic syscall table, Linux >= 5.12)
-SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219}.get(os.uname().machine)
-KEYCTL_CLEAR, KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = 7, -4, -5
+# Keyrings outlive programs (a uid's, a persistent one, the session keyring the grader was
+# started with) and are shared across namespaces, so programs get none: a seccomp filter makes
+# add_key, request_key and keyctl fail with EPERM. Per architecture: its audit id and the three
+# syscall numbers.
+KEY_SYSCALLS = {"x86_64": (0xC000003E, (248, 249, 250)),
+                "aarch64": (0xC00000B7, (217, 218, 219))}.get(os.uname().machine)
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
 UID_BASE = 1_900_000_000  # program uid = UID_BASE + the worker's host pid: unique among live workers
@@ -77,6 +82,54 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, data: str |
 
     _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
            f"mount {target}")
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _no_keyrings_filter() -> _SockFprog:
+    """A seccomp program: EPERM for add_key, request_key and keyctl, and for every syscall of
+    another ABI (32-bit or x32 calls would have other numbers); everything else is allowed."""
+    arch, nrs = KEY_SYSCALLS
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, JMP|JGE|K, BPF_RET|K
+    allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+    n = len(nrs)
+    code = [(ld, 0, 0, 4),  # seccomp_data.arch
+            (jeq, 1, 0, arch), (ret, 0, 0, deny),
+            (ld, 0, 0, 0),  # seccomp_data.nr
+            (jge, n + 1, 0, 0x40000000)]  # x32: deny
+    code += [(jeq, n - k, 0, nr) for k, nr in enumerate(nrs)]  # each jumps to the deny below
+    code += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
+    insns = (_SockFilter * len(code))(*[_SockFilter(*c) for c in code])
+    prog = _SockFprog(len(code), insns)
+    prog._keep = insns  # the array must outlive the struct that points to it
+    return prog
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities() -> None:
+    """Give up every capability of this process for good (capset with empty sets, version 3)."""
+    _check(_libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), (_CapData * 2)()), "capset")
+
+
+def _seccomp(prog: _SockFprog) -> None:
+    """Install a seccomp filter on this process (no_new_privs must be set)."""
+    _check(_libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                       ctypes.c_void_p(ctypes.addressof(prog)), 0, 0), "seccomp")
 
 
 class _MountAttr(ctypes.Structure):
@@ -123,7 +176,7 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
     root = os.geteuid() == 0
     iso = dict.fromkeys(("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
                          "ipc_namespace", "readonly_root", "private_tmp", "private_home", "uid_drop",
-                         "private_keyring"),
+                         "no_keyrings"),
                         False)
     wanted = [(CLONE_NEWNS, "mount_namespace"), (CLONE_NEWPID, "pid_namespace"),
               (CLONE_NEWNET, "net_namespace"), (CLONE_NEWIPC, "ipc_namespace")]
@@ -186,13 +239,24 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
             notes.append(f"private /proc or /tmp unavailable ({e})")
     if root and "uid_drop" not in disabled:
         iso["uid_drop"] = True
-    # A program's uid (ours in a user namespace, else the dropped one) keeps its user keyrings
-    # between programs; each program starts by emptying them. Never the host user's own.
-    if (iso["uid_drop"] or iso["user_namespace"]) and "private_keyring" not in disabled:
-        if SYS_KEYCTL is None:
-            notes.append(f"keyrings not emptied between programs (keyctl unknown on {os.uname().machine})")
-        else:
-            iso["private_keyring"] = True
+    if "no_keyrings" not in disabled:
+        if KEY_SYSCALLS is None:
+            notes.append(f"keyrings not blocked (no seccomp filter for {os.uname().machine})")
+        else:  # tried once here, in a child: programs then install it at no risk
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+                    _seccomp(_no_keyrings_filter())
+                    refused = _libc.syscall(KEY_SYSCALLS[1][2], 0, -3, 0) == -1  # keyctl(GET_KEYRING_ID)
+                    os._exit(0 if refused and ctypes.get_errno() == errno.EPERM else 1)
+                except BaseException:  # noqa: BLE001
+                    os._exit(1)
+            _, status = os.waitpid(pid, 0)
+            if os.waitstatus_to_exitcode(status) == 0:
+                iso["no_keyrings"] = True
+            else:
+                notes.append("keyrings not blocked (seccomp filters unavailable)")
     return iso
 
 
@@ -339,6 +403,7 @@ class Template:
             self.base = os.path.join(settings["host_dir"], f"w{host_pid}")
             os.makedirs(self.base, mode=0o711, exist_ok=True)
         self.count = 0
+        self.seccomp = _no_keyrings_filter() if iso["no_keyrings"] else None
         # our tmpfs mounts (made by `isolate`) and their device ids: one stat tells, before a
         # wipe, that a path is still ours
         self.scratch = {p: os.stat(p).st_dev for p in SCRATCH
@@ -485,10 +550,11 @@ class Template:
                 os.setgroups([])
                 os.setgid(self.uid)
                 os.setuid(self.uid)
-            if self.iso["private_keyring"]:  # the uid's keyrings outlive its programs: emptied
-                for ring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
-                    _check(_libc.syscall(SYS_KEYCTL, KEYCTL_CLEAR, ring), "keyctl clear")
+            elif self.iso["user_namespace"]:  # root of its user namespace: no capability left
+                _drop_capabilities()  # (it could remount /tmp, mount, change the network)
             _prctl(PR_SET_NO_NEW_PRIVS, 1)
+            if self.seccomp is not None:
+                _seccomp(self.seccomp)
             _prctl(PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable to it
             os.environ.clear()
             os.environ.update(PATH=PROGRAM_PATH, HOME=wdir, TMPDIR=wdir, LANG="C.UTF-8",
