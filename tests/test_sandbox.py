@@ -380,8 +380,8 @@ def test_non_root_user_gets_full_isolation_from_a_user_namespace(tmp_path):
         import json
         from evil_moe.env.sandbox import Program, Sandbox, SandboxConfig
         with Sandbox(SandboxConfig(workers=1, timeout_s=1)) as s:
-            r = s.run(Program("import os; caps = [l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')]; "
-                              "print(os.getuid(), len([p for p in os.listdir('/proc') if p.isdigit()]), caps[0])"))
+            r = s.run(Program("import os; caps = {l.split()[0]: l.split()[1] for l in open('/proc/self/status') if l.startswith('Cap')}; "
+                              "print(os.getuid(), len([p for p in os.listdir('/proc') if p.isdigit()]), caps['CapEff:'], caps['CapPrm:'])"))
             print(json.dumps([s.isolation, r.stdout]))
     """)
     out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i",
@@ -391,6 +391,6 @@ def test_non_root_user_gets_full_isolation_from_a_user_namespace(tmp_path):
     import json
 
     iso, stdout = json.loads(out.stdout)
-    assert stdout == "0 2 0000000000000000\n"  # root of its own user namespace, with no capability, alone with its template
+    assert stdout == "0 2 0000000000000000 0000000000000000\n"  # root of its user namespace, no capability, alone with its template
     assert iso["user_namespace"] and not iso["uid_drop"]
     assert all(iso[k] for k in REQUIRED)

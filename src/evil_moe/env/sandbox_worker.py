@@ -48,7 +48,8 @@ SYS_MOUNT_SETATTR = 442  # same number on every architecture (generic syscall ta
 # add_key, request_key and keyctl fail with EPERM. Per architecture: its audit id and the three
 # syscall numbers.
 KEY_SYSCALLS = {"x86_64": (0xC000003E, (248, 249, 250)),
-                "aarch64": (0xC00000B7, (217, 218, 219))}.get(os.uname().machine)
+                "aarch64": (0xC00000B7, (217, 218, 219)),
+                "riscv64": (0xC00000F3, (217, 218, 219))}.get(os.uname().machine)
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
