@@ -277,8 +277,7 @@ class Grader:
                 plans.append(self._plan(r))
                 yield plans[-1].programs
 
-        # A progress bar needs its total, so with one everything is planned before any run.
-        results = self._run(list(first_round()) if progress else first_round(), progress)
+        results = self._run(first_round(), progress)
         finer = [self._plan_finer(plan, res) for plan, res in zip(plans, results, strict=True)]
         if any(finer):
             for res, more in zip(results, self._run(finer, progress), strict=True):
@@ -294,6 +293,7 @@ class Grader:
                 sizes.append(len(ps))
                 yield from ps
 
+        # A progress bar needs its total, so with one everything is planned before any run.
         results = self.sandbox.run_many(list(flat()) if progress else flat(), progress=progress)
         out, at = [], 0
         for n in sizes:

@@ -128,7 +128,7 @@ class _Worker:
         self.preludes: OrderedDict[str, None] = OrderedDict()
 
     def wait_ready(self) -> dict:
-        hello = self._recv(time.monotonic() + START_TIMEOUT_S)
+        hello = self.receive(time.monotonic() + START_TIMEOUT_S)
         if hello is None or not hello.get("ready"):
             self.kill()
             raise RuntimeError(f"sandbox worker failed to start (exit status {self.proc.poll()})")
@@ -139,7 +139,7 @@ class _Worker:
         """Send one program; its result, or None if the worker died or hung."""
         if not self.write(self.frame(msg, prelude), prelude):
             return None
-        return self._recv(time.monotonic() + timeout_s + GRACE_S)
+        return self.receive(time.monotonic() + timeout_s + GRACE_S)
 
     def frame(self, msg: dict, prelude: str) -> bytes:
         """The bytes that send one program: with its prelude's text if the template lacks it."""
@@ -170,10 +170,7 @@ class _Worker:
         return True
 
     def receive(self, deadline: float) -> dict | None:
-        """The next result, or None if the worker died or gave nothing by `deadline`."""
-        return self._recv(deadline)
-
-    def _recv(self, deadline: float) -> dict | None:
+        """The next message, or None if the worker died or gave nothing by `deadline`."""
         try:
             fd = self.proc.stdout.fileno()
         except ValueError:  # closed: the worker was killed
