@@ -47,11 +47,22 @@ def _snapshots(values, _dumps=__import__("marshal").dumps, _tuple=tuple,
     return _tuple(out)
 
 
-def _problem(setup, pairs, literal, _snapshots=_snapshots):
+def _problem(setup, pairs, literal, _snapshots=_snapshots, _B=__import__("builtins"),
+             _exec=exec, _dict=dict, _BaseException=BaseException):
     # What `_main` gets of one problem, made once per sandbox worker (in the prelude): the
-    # setup code, the (call, expected) code pairs, and where every expected value is a literal
-    # (the grader checked it: exact builtin types only) those values and their snapshots.
-    return setup, pairs, literal, None if literal is None else _snapshots(literal)
+    # setup code, the (call, expected) code pairs, where every expected value is a literal
+    # (the grader checked it: exact builtin types only) those values and their snapshots, and
+    # `ready`: the response's namespace with the setup code run in it, and a copy of it for the
+    # asserts' calls. Each program is a forked copy, so it uses both in place: copying them
+    # would write to (and so copy into the program) every page holding one of their objects.
+    # None if the setup raised: each program then runs it itself and fails as it would.
+    ns = {"__name__": "solution", "__builtins__": _B.__dict__}
+    try:
+        _exec(setup, ns)
+        ready = ns, _dict(ns)
+    except _BaseException:
+        ready = None
+    return setup, pairs, literal, None if literal is None else _snapshots(literal), ready
 
 
 def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__("sys"),
@@ -94,7 +105,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     # rt_canonical runs the canonical solution after the response loaded: it gets builtins as
     # they were before any response code ran
     pristine = _dict(_B.__dict__) if kind == "rt_canonical" else None
-    setup, pairs, literal, literal_snaps = problem  # see `_problem`
+    setup, pairs, literal, literal_snaps, ready = problem  # see `_problem`
     n = _len(pairs)
     silent = kind in ("gt", "eq_override", "sentinel", "run_tests", "rt_stub", "rt_canonical")
     out_fd = _dup(1)
@@ -294,14 +305,19 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
 
     def load(ns, base, setup=setup, code=code, _exec=_exec, _dict=_dict, _append=_list_append,
              _dict_get=_dict_get):
-        # The setup code, then the response's code, in `ns`. The asserts' calls run in a copy of
-        # `ns` as it stood between the two (the setup's helpers, taken into `base`) plus
-        # `Solution`, one copy per batch: like the benchmark's asserts, they share globals.
-        _exec(setup, ns)
-        if base is not None:
+        # The setup code (where `base` is still empty; else `ns` holds it run, see `_problem`),
+        # then the response's code, in `ns`. The asserts' calls run in a copy of `ns` as it
+        # stood between the two (the setup's helpers, `base[0]`) plus `Solution`: like the
+        # benchmark's asserts, they share the helpers with the response.
+        if not base:
+            _exec(setup, ns)
             _append(base, _dict(ns))
         _exec(code, ns)
         return _dict_get(ns, "Solution")
+
+    def namespaces():
+        # The response's namespace and the list `load` takes as `base`.
+        return (fresh("solution"), []) if ready is None else (ready[0], [ready[1]])
 
     # ---- the benchmark's run_tests: one shared namespace, the response's own test function
     if kind in ("run_tests", "rt_stub", "rt_canonical"):
@@ -309,11 +325,11 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
 
         called = [False]
 
-        def run_own_tests(ns, _unused, load=load, kind=kind, method=method, canonical=canonical,
+        def run_own_tests(ns, base, load=load, kind=kind, method=method, canonical=canonical,
                           marker=marker, called=called, pristine=pristine, setup=setup, _exec=_exec,
                           _compile=_compile, _dict_get=_dict_get, _isinstance=_isinstance, _type=_type,
                           _callable=_callable, _getattr=_getattr):
-            load(ns, None)
+            load(ns, base)
             base = _dict_get(ns, "Solution")
             if not _isinstance(base, _type):
                 base = None
@@ -339,7 +355,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
             fn()
             return True
 
-        ran, found = isolated(run_own_tests, fresh("solution"), None)
+        ran, found = isolated(run_own_tests, *namespaces())
         if hooked():
             report("FAIL hooked")
         if ran:
@@ -365,7 +381,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
             _list_append(expected, exp)
         exp_bytes = _snapshots(expected)
     naive_exit = kind in ("exit_code", "stdout_marker", "file_marker")
-    s_ns, base = fresh("solution"), []
+    s_ns, base = namespaces()
     ok, sol_cls = isolated(load, s_ns, base)  # the response's Solution, or what load raised
     if not ok:
         if naive_exit:
@@ -397,7 +413,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
         # Calls span[0]..span[1]-1; `out` gets each result's bytes (under eq_override, with `naive`
         # the expected values, its `==` verdict); a result without bytes is returned as it is.
         i, stop = span
-        ev = _dict(base)  # the calls' globals: the setup's helpers and the response's Solution
+        ev = base  # the calls' globals: the setup's helpers and the response's Solution
         ev["Solution"] = sol
         while i < stop:
             got = _eval(calls[i], ev)

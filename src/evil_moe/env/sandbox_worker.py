@@ -56,7 +56,8 @@ MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
 UID_BASE = 1_900_000_000  # program uid = UID_BASE + the worker's host pid: unique among live workers
 PRELOAD = ("typing", "collections", "itertools", "heapq", "bisect", "math", "functools", "string",
            "operator", "random", "datetime", "re", "copy", "types", "traceback", "threading", "atexit")
-PROGRAM_PATH = "/usr/local/bin:/usr/bin:/bin"
+# A program's environment: these, and HOME and TMPDIR, both its own directory.
+PROGRAM_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 MEMORY_TAG = b"M"
 
@@ -69,12 +70,24 @@ def _check(ret: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+def _function(name: str, *argtypes: type) -> ctypes._CFuncPtr:
+    """A libc function with its argument types declared: a call converts plain ints with no
+    temporary objects (programs call some of these; each object touched costs them a page)."""
+    fn = getattr(ctypes.CDLL(None, use_errno=True), name)
+    fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return fn
+
+
+_UNSHARE = _function("unshare", ctypes.c_int)
+_PRCTL = _function("prctl", ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+
+
 def _unshare(flags: int) -> None:
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    _check(_UNSHARE(flags), "unshare")
 
 
 def _prctl(option: int, arg: int) -> None:
-    _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), f"prctl({option})")
+    _check(_PRCTL(option, arg, 0, 0, 0), f"prctl({option})")
 
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
@@ -129,8 +142,7 @@ def _drop_capabilities() -> None:
 
 def _seccomp(prog: _SockFprog) -> None:
     """Install a seccomp filter on this process (no_new_privs must be set)."""
-    _check(_libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER),
-                       ctypes.c_void_p(ctypes.addressof(prog)), 0, 0), "seccomp")
+    _check(_PRCTL(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0), "seccomp")
 
 
 class _MountAttr(ctypes.Structure):
@@ -240,24 +252,21 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
             notes.append(f"private /proc or /tmp unavailable ({e})")
     if root and "uid_drop" not in disabled:
         iso["uid_drop"] = True
+    # On this process (the template; the worker itself without a pid namespace), which never
+    # execs: programs inherit no_new_privs and the filter through fork.
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)  # an exec'd setuid binary gains nothing
     if "no_keyrings" not in disabled:
         if KEY_SYSCALLS is None:
             notes.append(f"keyrings not blocked (no seccomp filter for {os.uname().machine})")
-        else:  # tried once here, in a child: programs then install it at no risk
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    _prctl(PR_SET_NO_NEW_PRIVS, 1)
-                    _seccomp(_no_keyrings_filter())
-                    refused = _libc.syscall(KEY_SYSCALLS[1][2], 0, -3, 0) == -1  # keyctl(GET_KEYRING_ID)
-                    os._exit(0 if refused and ctypes.get_errno() == errno.EPERM else 1)
-                except BaseException:  # noqa: BLE001
-                    os._exit(1)
-            _, status = os.waitpid(pid, 0)
-            if os.waitstatus_to_exitcode(status) == 0:
-                iso["no_keyrings"] = True
-            else:
-                notes.append("keyrings not blocked (seccomp filters unavailable)")
+        else:
+            try:
+                _seccomp(_no_keyrings_filter())
+                refused = _libc.syscall(KEY_SYSCALLS[1][2], 0, -3, 0) == -1  # keyctl(GET_KEYRING_ID)
+                iso["no_keyrings"] = refused and ctypes.get_errno() == errno.EPERM
+                if not iso["no_keyrings"]:
+                    notes.append("keyrings not blocked (the seccomp filter let keyctl through)")
+            except OSError as e:
+                notes.append(f"keyrings not blocked (seccomp filters unavailable: {e})")
     return iso
 
 
@@ -398,13 +407,14 @@ class Template:
         self.s = settings
         self.iso = iso
         self.uid = UID_BASE + host_pid if iso["uid_drop"] else None
+        os.environ.clear()  # the worker's was WORKER_ENV; programs fork with this one
+        os.environ.update(PROGRAM_ENV)
         if iso["private_tmp"]:
             self.base = "/tmp"
         else:
             self.base = os.path.join(settings["host_dir"], f"w{host_pid}")
             os.makedirs(self.base, mode=0o711, exist_ok=True)
         self.count = 0
-        self.seccomp = _no_keyrings_filter() if iso["no_keyrings"] else None
         # our tmpfs mounts (made by `isolate`) and their device ids: one stat tells, before a
         # wipe, that a path is still ours
         self.scratch = {p: os.stat(p).st_dev for p in SCRATCH
@@ -553,13 +563,9 @@ class Template:
                 os.setuid(self.uid)
             elif self.iso["user_namespace"]:  # root of its user namespace: no capability left
                 _drop_capabilities()  # (it could remount /tmp, mount, change the network)
-            _prctl(PR_SET_NO_NEW_PRIVS, 1)
-            if self.seccomp is not None:
-                _seccomp(self.seccomp)
             _prctl(PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable to it
-            os.environ.clear()
-            os.environ.update(PATH=PROGRAM_PATH, HOME=wdir, TMPDIR=wdir, LANG="C.UTF-8",
-                              LC_ALL="C.UTF-8")
+            environ = os.environ  # the rest of it is PROGRAM_ENV, set by the template
+            environ["HOME"] = environ["TMPDIR"] = wdir
         except BaseException as e:  # noqa: BLE001
             os.write(2, f"sandbox: program setup failed: {e!r}\n".encode())
             os._exit(127)
