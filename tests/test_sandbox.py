@@ -86,6 +86,20 @@ def test_site_packages_and_site_builtins_without_the_hosts_pth_files(sb):
 def test_private_empty_cwd_and_scrubbed_environment(sb):
     r = sb.run(Program("import os; print(os.listdir('.'), sorted(os.environ), os.environ['HOME'] == os.getcwd())"))
     assert r.stdout == "[] ['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR'] True\n"
+    # what a process it starts gets: the C-level environment, the same five
+    r = sb.run(Program("import os, subprocess; print(os.getcwd()); "
+                       "print(subprocess.run(['/usr/bin/env'], capture_output=True, text=True).stdout)"))
+    cwd, *env = r.stdout.split("\n")
+    assert sorted(x for x in env if x) == sorted([
+        f"HOME={cwd}", f"TMPDIR={cwd}", "LANG=C.UTF-8", "LC_ALL=C.UTF-8",
+        "PATH=/usr/local/bin:/usr/bin:/bin"])
+
+
+def test_programs_run_with_no_new_privs_and_a_seccomp_filter(sb):
+    """Both are set once on the template, and every program inherits them through fork."""
+    r = sb.run(Program("print([l for l in open('/proc/self/status') if l.startswith(('NoNewPrivs', 'Seccomp:'))])"))
+    mode = 2 if sb.isolation["no_keyrings"] else 0  # 2: filtered
+    assert r.stdout == str(["NoNewPrivs:\t1\n", f"Seccomp:\t{mode}\n"]) + "\n"
 
 
 def test_read_files_round_trip_bytes(sb):
