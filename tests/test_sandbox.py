@@ -102,6 +102,15 @@ def test_programs_run_with_no_new_privs_and_a_seccomp_filter(sb):
     assert r.stdout == str(["NoNewPrivs:\t1\n", f"Seccomp:\t{mode}\n"]) + "\n"
 
 
+def test_programs_compile_as_python_would_without_the_workers_future_imports(sb):
+    """The worker's own `from __future__ import annotations` must not reach programs or preludes
+    (annotations stay evaluated, as under `python -c`)."""
+    source = "def f(x: int): pass\nprint(f.__annotations__)"
+    assert sb.run(Program(source)).stdout == "{'x': <class 'int'>}\n"
+    assert sb.run(Program("print(g.__annotations__)", prelude="def g(x: int): pass\n")).stdout \
+        == "{'x': <class 'int'>}\n"
+
+
 def test_read_files_round_trip_bytes(sb):
     r = sb.run(Program("open('out.bin', 'wb').write(bytes(range(256)))", read_files=("out.bin", "nope")))
     assert r.files == {"out.bin": bytes(range(256)), "nope": None}

@@ -349,7 +349,7 @@ def _run_source(source: str, main: types.ModuleType | None) -> None:
     sys.argv = [""]
     rc = 0
     try:
-        exec(compile(source, "<program>", "exec"), main.__dict__)
+        exec(compile(source, "<program>", "exec", dont_inherit=True), main.__dict__)
     except SystemExit as e:
         rc = _exit_code(e.code)
     except BaseException as e:  # noqa: BLE001 - uncaught program exception: report like python
@@ -447,7 +447,7 @@ class Template:
     def _run_prelude(text: str) -> tuple[types.ModuleType | None, str]:
         main = _new_main()
         try:
-            exec(compile(text, "<prelude>", "exec"), main.__dict__)
+            exec(compile(text, "<prelude>", "exec", dont_inherit=True), main.__dict__)
         except BaseException:  # noqa: BLE001 - the program reruns it and fails as python would
             return None, text
         return main, ""
