@@ -214,6 +214,12 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
                 iso[key] = True
             except OSError as e:
                 notes.append(f"{key} unavailable ({e})")
+    if iso["ipc_namespace"]:
+        try:
+            _no_ipc_objects()
+        except OSError as e:
+            notes.append(f"System V IPC and POSIX message queues not refused ({e})")
+            iso["ipc_namespace"] = False
     if iso["pid_namespace"]:
         child = os.fork()
         if child:  # the worker process: stays outside, waits for its template, mirrors its exit
@@ -268,6 +274,20 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
             except OSError as e:
                 notes.append(f"keyrings not blocked (seccomp filters unavailable: {e})")
     return iso
+
+
+def _no_ipc_objects() -> None:
+    """Let no process of this (new) IPC namespace create a System V shared-memory segment,
+    semaphore set or message queue, or a POSIX message queue: a program could leave one behind
+    for the next program on the worker. These limits belong to the namespace (the host's are
+    untouched); a program without capabilities cannot raise them, and it gets ENOSPC."""
+    for name in ("kernel/shmmni", "kernel/msgmni", "fs/mqueue/queues_max"):
+        with open(f"/proc/sys/{name}", "w") as f:
+            f.write("0")
+    with open("/proc/sys/kernel/sem") as f:  # SEMMSL SEMMNS SEMOPM SEMMNI: no set at all
+        semmsl, semmns, semopm, _ = f.read().split()
+    with open("/proc/sys/kernel/sem", "w") as f:
+        f.write(f"{semmsl} {semmns} {semopm} 0")
 
 
 def _python_dirs() -> list[str]:
@@ -547,8 +567,6 @@ class Template:
             os.dup2(status_w, 3)
             os.closerange(4, 1 << 20)
             os.chdir(wdir)
-            if self.iso["ipc_namespace"]:  # System V IPC and POSIX queues of its own: they go with it
-                _unshare(CLONE_NEWIPC)
             cpu = self._cpu_limit(timeout)
             limits = [(resource.RLIMIT_CPU, cpu, cpu + 1),
                       (resource.RLIMIT_FSIZE, self.s["file_size_mb"] << 20, self.s["file_size_mb"] << 20),
@@ -640,6 +658,24 @@ def _children_of(parent: int) -> list[int]:
     return found
 
 
+def _skip_threading_repair_in_programs() -> None:
+    """`threading` repairs its state in every forked child: new locks, its table of threads
+    rebuilt (os.register_at_fork). That is Python code touching about 125 pages, 0.6 ms a
+    program here. The template has a single thread, so it holds no lock another thread could
+    have taken, and the repair changes nothing: its programs skip it. The first thing one does
+    puts the repair back, for any fork of its own (where its threads matter).
+
+    The hook os.register_at_fork holds is `threading._after_fork`, the function object; its
+    code is swapped for code that restores the original (both have no free variables)."""
+    import threading
+
+    hook = threading._after_fork
+    threading._sandbox_after_fork = hook, hook.__code__  # read by the code below, as a global
+    ns: dict = {}
+    exec("def restore():\n    _sandbox_after_fork[0].__code__ = _sandbox_after_fork[1]\n", ns)
+    hook.__code__ = ns["restore"].__code__
+
+
 def main() -> None:
     settings = json.loads(sys.argv[1])
     req_fd, resp_fd = os.dup(0), os.dup(1)  # the pipes move off 0/1: programs never inherit them
@@ -664,6 +700,7 @@ def main() -> None:
     site.sethelper()
     for module in PRELOAD:
         __import__(module)
+    _skip_threading_repair_in_programs()
     compile("pass", "<warm-up>", "exec")  # a process's first compile sets up the parser (~2 ms)
     template = Template(settings, iso, host_pid)
     gc.collect()
