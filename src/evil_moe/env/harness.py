@@ -402,16 +402,21 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     # right?" it could answer would be an oracle for a hook that reads its frames), so a batch
     # runs all its calls: after a failing assert the rest of its batch has run too (a hang
     # there turns FAIL into a timeout). Batches start at one call and double while they pass.
-    # The kinds whose grade is how the process ends or what it leaves behind run one call per
-    # batch, as plain asserts would: no call after a failing assert.
+    # The kinds whose grade is how the process ends or what it leaves behind must run no call
+    # after a failing assert, as plain asserts would: their batches get the expected values'
+    # bytes and end after the first result whose bytes differ (the verdict thread then compares
+    # it). That oracle gives a response nothing there: its exit status, output, marker file or
+    # sentinel attribute are its own to forge, and its strict grade comes from the gt program.
     naive = _tuple(expected) if kind == "eq_override" else None
     exact = kind in ("exit_code", "stdout_marker", "file_marker", "sentinel")
 
     def batch(span, out, calls=calls, base=base[0] if base else None, sol=sol_cls,
-              naive=naive, collect=collect, _dict=_dict, _eval=_eval, _dumps=_marshal_dumps,
-              _append=_list_append, _BaseException=_BaseException):
+              naive=naive, expect=exp_bytes if exact else None, collect=collect, _dict=_dict,
+              _eval=_eval, _dumps=_marshal_dumps, _append=_list_append,
+              _BaseException=_BaseException):
         # Calls span[0]..span[1]-1; `out` gets each result's bytes (under eq_override, with `naive`
         # the expected values, its `==` verdict); a result without bytes is returned as it is.
+        # With `expect`, the batch also ends after a result whose bytes are not expect[i].
         i, stop = span
         ev = base  # the calls' globals: the setup's helpers and the response's Solution
         ev["Solution"] = sol
@@ -425,6 +430,8 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
                 except _BaseException:  # not exact builtin types, too deep, too big
                     return got
                 _append(out, snap)
+                if expect is not None and snap != expect[i]:
+                    return None
             got = None  # freed here, on the response thread
             collect()
             i += 1
@@ -447,7 +454,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     while i < n and not failed:
         if _len(keep) > 65536:  # bound memory: drop what we kept, on a response thread
             isolated(release, keep, None)
-        stop = _min(n, i + (1 if exact else size))
+        stop = _min(n, i + size)
         out = []
         _list_append(keep, out)
         ok, got = isolated(batch, (i, stop), out)
@@ -467,6 +474,8 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
         i += k
         if i == stop:  # the whole batch passed
             size *= 2
+            continue
+        if exact and ok and got is None:  # it ended at a result with other bytes, which is right
             continue
         if not ok:  # call i raised
             if naive_exit:
