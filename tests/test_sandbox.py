@@ -224,6 +224,20 @@ def test_more_preludes_than_slots_each_still_run_their_own(sb):
     assert [r.stdout for r in results] == [f"{k}\n" for k in order]
 
 
+def test_evicted_preludes_are_freed_cycles_and_all():
+    """An evicted prelude's module is emptied at once, and what it left in cycles (a class always
+    is one) goes at a full collection every PRELUDE_SLOTS evictions: 24 preludes of 4 MiB each
+    leave the template's memory about where 8 of them would."""
+    cyclic = "class Big:\n    data = b'x' * (4 << 20)\nBig.me = Big\nK = {k}\n"
+    status = "print(next(l.split()[1] for l in open('/proc/1/status') if l.startswith('VmRSS')))"
+    with Sandbox(SandboxConfig(workers=1)) as one:
+        n = 6 * sandbox_mod.PRELUDE_SLOTS
+        assert [one.run(Program("print(K)", prelude=cyclic.format(k=k))).stdout for k in range(n)] \
+            == [f"{k}\n" for k in range(n)]
+        rss_mib = int(one.run(Program(status)).stdout) / 1024  # the template is pid 1
+    assert rss_mib < 4 * 2 * sandbox_mod.PRELUDE_SLOTS + 40, rss_mib
+
+
 def test_a_restarted_worker_gets_the_prelude_again():
     before = _worker_pids()
     with Sandbox(SandboxConfig(workers=1, timeout_s=5)) as one:

@@ -442,6 +442,7 @@ class Template:
         # prelude key -> (the __main__ it made, "") or (None, its text) if it raised; least
         # recently used first, evicted by the same rule as the parent's `_Worker.preludes`
         self.preludes: OrderedDict[str, tuple[types.ModuleType | None, str]] = OrderedDict()
+        self.evicted = 0  # preludes evicted since the last full collection
 
     def _main_for(self, req: dict) -> tuple[types.ModuleType | None, str]:
         """The __main__ a program starts in (None: a fresh one) and the source it runs there."""
@@ -450,11 +451,16 @@ class Template:
             return None, req["source"]
         if "prelude" in req:
             self.preludes[key] = self._run_prelude(req["prelude"])
-            evicted = False
             while len(self.preludes) > self.s["prelude_slots"]:
-                self.preludes.popitem(last=False)
-                evicted = True
-            if evicted:  # free its cycles (frozen objects are never collected)
+                old, _ = self.preludes.popitem(last=False)[1]
+                if old is not None:
+                    old.__dict__.clear()  # most of what it made goes now (reference counts)
+                self.evicted += 1
+            # What is left is cycles (classes, functions and their globals), and frozen objects
+            # are never collected: a full collection (a few ms) frees them, once per so many
+            # evictions, so a batch that cycles through problems does not pay it for each.
+            if self.evicted >= self.s["prelude_slots"]:
+                self.evicted = 0
                 gc.unfreeze()
                 gc.collect()
             gc.freeze()  # programs' collections never walk (and so never copy) these objects
