@@ -44,7 +44,8 @@ REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "ipc_namespace"
             "private_tmp", "private_home", "no_keyrings", "process_limit")
 ERRORS = (None, "timeout", "memory", "output_limit", "crash", "worker_died")
 START_TIMEOUT_S = 60.0
-PRELUDE_SLOTS = 4  # preludes a worker keeps run; each one's objects add to every fork's cost
+PRELUDE_SLOTS = 8  # preludes a worker keeps run (a GRPO step's problems); each costs every
+# worker a few hundred KiB, and a reload a few ms
 # run_many queues a program behind a running one only if its message is at most this share of
 # the pipe's size. The template reads a message whole before it runs the program and writes
 # the reply, so a queued message this small always fits in the pipe, and writing it never
