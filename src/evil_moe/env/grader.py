@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .extract import extract_code
-from .harness import b64, literal_values, prelude, program_source
+from .harness import literal_values, prelude, program_source
 from .modes import MODES, TRAIN_MARKERS, Markers, check_mode
 from .problems import Problem, split_assert
 from .sandbox import Program, RunResult, Sandbox, SandboxConfig
@@ -170,7 +170,7 @@ class Grader:
             return plan
         p = req.problem
         plan.n_asserts, plan.prelude = self.compiled(p)
-        plan.base = {"code": b64(marshal.dumps(code)), "marker": _marker(req.mode, markers),
+        plan.base = {"code": marshal.dumps(code), "marker": _marker(req.mode, markers),
                      "method": p.method_name}
         for kind in ["gt"] + ([] if req.mode == "gt_only" else [req.mode]):
             self._add(plan, kind)

@@ -3,8 +3,8 @@
 Every program is a `prelude` shared by all programs of one problem (it defines `_main` from
 `HARNESS_SOURCE`, and `_PROBLEM`: the problem's setup code and its ground-truth asserts split
 into (call, expected) pairs, compiled once by the grader and shipped marshalled), then one
-call of `_main` with a literal argument that holds the kind, the response's (compiled) code,
-the mode's marker and a fresh random nonce; `_main` and `_PROBLEM` leave `__main__` before the
+call of `_main` with a literal argument (marshalled, base64) that holds the kind, the
+response's (compiled) code, the mode's marker and a fresh random nonce; `_main` and `_PROBLEM` leave `__main__` before the
 call, so response code cannot read them there. The sandbox runs each prelude once per worker and
 forks programs from the result (`Program.prelude`). `_main` takes every
 builtin, function and type it needs as default arguments and locals *before* any response code
@@ -101,6 +101,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     # collector is off, and its threshold 0 keeps it off even if something switches it on.
     _gc_disable()
     _gc_set_threshold(0)
+    cfg = _marshal_loads(_b64decode(cfg))  # see `program_source`
     kind, nonce, marker = cfg["kind"], cfg["nonce"], cfg["marker"]
     # rt_canonical runs the canonical solution after the response loaded: it gets builtins as
     # they were before any response code ran
@@ -301,7 +302,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
         return True
 
     calls = _tuple(lhs for lhs, rhs in pairs)
-    code = _marshal_loads(_b64decode(cfg["code"]))  # compiled by the grader
+    code = _marshal_loads(cfg["code"])  # compiled by the grader
 
     def load(ns, base, setup=setup, code=code, _exec=_exec, _dict=_dict, _append=_list_append,
              _dict_get=_dict_get):
@@ -560,6 +561,7 @@ def literal_values(sources: list[str]) -> tuple | None:
 
 
 def program_source(cfg: dict) -> str:
-    """The program after the prelude: one call, with `cfg` as a Python literal. `_main` and
+    """The program after the prelude: one call, with `cfg` (str and bytes values) marshalled as
+    a base64 literal, which the program compiles faster than the dict's own literal. `_main` and
     `_PROBLEM` leave `__main__` before the call, so response code finds neither there."""
-    return f'globals().pop("_main")({cfg!r}, globals().pop("_PROBLEM"))\n'
+    return f'globals().pop("_main")({b64(marshal.dumps(cfg))!r}, globals().pop("_PROBLEM"))\n'
