@@ -137,6 +137,30 @@ IPC_OBJECTS = textwrap.dedent("""
 """)
 
 
+# Found by an independent review: as root of a user namespace (the grader not root) a program
+# could raise its worker's IPC limits again and leave objects, or just a number in a limit, for
+# the next program.
+RAISE_IPC_LIMITS = textwrap.dedent("""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for name, value in (('kernel/shmmni', '4096'), ('kernel/shmmax', '123456789'),
+                        ('fs/mqueue/queues_max', '8'), ('kernel/msgmni', '8')):
+        try:
+            open('/proc/sys/' + name, 'w').write(value)
+        except OSError:
+            pass
+    libc.shmget(0x5EED, 4096, 0o1666)
+    libc.syscall(240, b"answers", 0o102, 0o600, None)
+    libc.msgget(0x5EED, 0o1666)
+""")
+READ_IPC_LEFTOVERS = textwrap.dedent("""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    print(open('/proc/sys/kernel/shmmax').read().strip(), libc.shmget(0x5EED, 4096, 0o666),
+          libc.syscall(240, b"answers", 0o2, 0, None), libc.msgget(0x5EED, 0o666))
+""")
+
+
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe uses x86_64 syscall numbers")
 def test_no_program_can_make_system_v_ipc_or_posix_message_queues():
     """An IPC object a program left behind reached the next program on its worker (an
@@ -145,6 +169,9 @@ def test_no_program_can_make_system_v_ipc_or_posix_message_queues():
     with Sandbox(SandboxConfig(workers=1)) as one:
         assert one.isolation["ipc_namespace"]
         assert one.run(Program(IPC_OBJECTS)).stdout == "28 28 28 28\n"
+        one.run(Program(RAISE_IPC_LIMITS))  # a program under its own uid may not write them
+        assert one.run(Program(IPC_OBJECTS)).stdout == "28 28 28 28\n"
+        assert one.run(Program(READ_IPC_LEFTOVERS)).stdout.split()[1:] == ["-1", "-1", "-1"]
     assert os.path.exists("/proc/sys/kernel/shmmni") and open("/proc/sys/kernel/shmmni").read() != "0\n"
 
 
@@ -419,15 +446,19 @@ def test_non_root_user_gets_full_isolation_from_a_user_namespace(tmp_path):
         with Sandbox(SandboxConfig(workers=1, timeout_s=1)) as s:
             r = s.run(Program("import os; caps = {l.split()[0]: l.split()[1] for l in open('/proc/self/status') if l.startswith('Cap')}; "
                               "print(os.getuid(), len([p for p in os.listdir('/proc') if p.isdigit()]), caps['CapEff:'], caps['CapPrm:'])"))
-            print(json.dumps([s.isolation, r.stdout]))
-    """)
+            s.run(Program(RAISE_IPC_LIMITS))
+            print(json.dumps([s.isolation, r.stdout, s.run(Program(READ_IPC_LEFTOVERS)).stdout]))
+    """).replace("RAISE_IPC_LIMITS", repr(RAISE_IPC_LIMITS)).replace("READ_IPC_LEFTOVERS", repr(READ_IPC_LEFTOVERS))
     out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i",
                           "PATH=/usr/bin:/bin", f"PYTHONPATH={SRC}", py, "-c", code],
                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     import json
 
-    iso, stdout = json.loads(out.stdout)
+    iso, stdout, leftovers = json.loads(out.stdout)
     assert stdout == "0 2 0000000000000000 0000000000000000\n"  # root of its user namespace, no capability, alone with its template
+    # As root of the user namespace a program may write its IPC namespace's limits (the kernel
+    # checks the uid, not a capability): it has an IPC namespace of its own, which ends with it.
+    assert leftovers.split()[1:] == ["-1", "-1", "-1"] and leftovers.split()[0] != "123456789", leftovers
     assert iso["user_namespace"] and not iso["uid_drop"]
     assert all(iso[k] for k in REQUIRED)

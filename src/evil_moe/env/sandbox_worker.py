@@ -6,13 +6,15 @@ the standard library only and never imports `evil_moe`.
 
 Layout (when the host allows namespaces):
 
-    grader --pipes-- worker (unshares mount, pid, net [+ user]) --fork--> template = pid 1
-                                                                            |-- fork --> program
+    grader --pipes-- worker (unshares mount, pid, net, ipc [+ user]) --fork--> template = pid 1
+                                                                                 |-- fork --> program
 
 The template is init of a fresh pid namespace: programs cannot see or signal host processes,
 signals they send to it are dropped by the kernel, and after every program it SIGKILLs every
 other process in the namespace (setsid'd and daemonised ones included, as orphans reparent
-to it). Messages are 4-byte big-endian lengths followed by JSON; the template never unpickles.
+to it). The IPC namespace allows no IPC object at all, and the template carries no_new_privs
+and the keyring seccomp filter, which every program inherits. Messages are 4-byte big-endian
+lengths followed by JSON; the template never unpickles.
 """
 
 from __future__ import annotations
@@ -280,7 +282,9 @@ def _no_ipc_objects() -> None:
     """Let no process of this (new) IPC namespace create a System V shared-memory segment,
     semaphore set or message queue, or a POSIX message queue: a program could leave one behind
     for the next program on the worker. These limits belong to the namespace (the host's are
-    untouched); a program without capabilities cannot raise them, and it gets ENOSPC."""
+    untouched). The kernel lets the namespace's root uid write them: a program under a uid of
+    its own cannot (it gets ENOSPC), and one that is root of a user namespace gets an IPC
+    namespace of its own (see `Template._child`)."""
     for name in ("kernel/shmmni", "kernel/msgmni", "fs/mqueue/queues_max"):
         with open(f"/proc/sys/{name}", "w") as f:
             f.write("0")
@@ -586,7 +590,12 @@ class Template:
                 os.setgid(self.uid)
                 os.setuid(self.uid)
             elif self.iso["user_namespace"]:  # root of its user namespace: no capability left
-                _drop_capabilities()  # (it could remount /tmp, mount, change the network)
+                # (it could remount /tmp, mount, change the network). It may still write its IPC
+                # namespace's limits (the kernel checks the uid there, not a capability), so it
+                # gets an IPC namespace of its own, which ends with it.
+                if self.iso["ipc_namespace"]:
+                    _unshare(CLONE_NEWIPC)
+                _drop_capabilities()
             _prctl(PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable to it
             environ = os.environ  # the rest of it is PROGRAM_ENV, set by the template
             environ["HOME"] = environ["TMPDIR"] = wdir
