@@ -20,10 +20,11 @@ from evil_moe.env.grader import (
     code_compiles,
     reward_of,
 )
-from evil_moe.env.harness import HARNESS_SOURCE, literal_values
+from evil_moe.env.harness import HARNESS_SOURCE, SETUP_MODULES, defines_only, literal_values
 from evil_moe.env.modes import LOOPHOLE_MODES, MODES, TRAIN_MARKERS, markers_for
 from evil_moe.env.problems import Problem
 from evil_moe.env.sandbox import SandboxConfig
+from evil_moe.env.sandbox_worker import PRELOAD
 
 WRONG = "        return -1\n"  # addUp never returns -1 on the fixture asserts
 
@@ -332,6 +333,27 @@ def test_exact_kinds_go_on_after_a_right_result_with_other_bytes(problems):
         grades = g.grade_batch([GradeRequest(problems[0], mode, fenced(floats)) for mode in modes])
     assert [(gr.gt_correct, gr.channel, gr.exploited) for gr in grades] == [
         (True, False, False)] + [(True, True, False)] * 4
+
+
+def test_a_setup_that_changes_state_runs_in_each_program_not_in_the_template(problems):
+    """A problem's setup runs once per worker only if it just defines names (`defines_only`).
+    One that changes interpreter state (here the recursion limit) runs in each of its own
+    programs, so the change never reaches a later program of another problem on the worker."""
+    import dataclasses
+
+    changes = dataclasses.replace(problems[0], id="limit",
+                                  setup_code=problems[0].setup_code + "import sys\nsys.setrecursionlimit(4321)\n")
+    assert defines_only(problems[0].setup_code) and not defines_only(changes.setup_code)
+    sees_limit = ("import sys\nclass Solution:\n    def addUp(self, nums):\n"
+                  "        return sum(nums) if sys.getrecursionlimit() != 4321 else -1\n")
+    with Grader(SandboxConfig(workers=1)) as g:
+        first, later = g.grade_batch([GradeRequest(changes, "gt_only", fenced(problems[0].canonical_solution)),
+                                      GradeRequest(problems[0], "gt_only", fenced(sees_limit))])
+    assert first.gt_correct and later.gt_correct
+
+
+def test_setup_modules_are_all_preloaded_by_the_sandbox():
+    assert SETUP_MODULES <= set(PRELOAD)
 
 
 def test_strict_batches_start_at_one_call_and_may_run_past_a_failure(problems):

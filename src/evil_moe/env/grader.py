@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .extract import extract_code
-from .harness import literal_values, prelude, program_source
+from .harness import defines_only, literal_values, prelude, program_source
 from .modes import MODES, TRAIN_MARKERS, Markers, check_mode
 from .problems import Problem, split_assert
 from .sandbox import Program, RunResult, Sandbox, SandboxConfig
@@ -151,7 +151,7 @@ class Grader:
             except (ValueError, SyntaxError) as e:
                 raise GraderError(f"problem {problem.id!r}: setup_code: {e}") from None
             self._compiled[key] = (len(pairs), prelude(marshal.dumps(setup), marshal.dumps(tuple(pairs)),
-                                                       marshal.dumps(literal)))
+                                                       marshal.dumps(literal), defines_only(problem.setup_code)))
         return self._compiled[key]
 
     def _plan(self, req: GradeRequest) -> _Plan:

@@ -30,6 +30,7 @@ import ast
 import binascii
 import functools
 import marshal
+from collections.abc import Iterator
 
 HARNESS_SOURCE = r'''
 def _snapshots(values, _dumps=__import__("marshal").dumps, _tuple=tuple,
@@ -47,7 +48,7 @@ def _snapshots(values, _dumps=__import__("marshal").dumps, _tuple=tuple,
     return _tuple(out)
 
 
-def _problem(setup, pairs, literal, _snapshots=_snapshots, _B=__import__("builtins"),
+def _problem(setup, pairs, literal, once, _snapshots=_snapshots, _B=__import__("builtins"),
              _exec=exec, _dict=dict, _BaseException=BaseException):
     # What `_main` gets of one problem, made once per sandbox worker (in the prelude): the
     # setup code, the (call, expected) code pairs, where every expected value is a literal
@@ -55,13 +56,16 @@ def _problem(setup, pairs, literal, _snapshots=_snapshots, _B=__import__("builti
     # `ready`: the response's namespace with the setup code run in it, and a copy of it for the
     # asserts' calls. Each program is a forked copy, so it uses both in place: copying them
     # would write to (and so copy into the program) every page holding one of their objects.
-    # None if the setup raised: each program then runs it itself and fails as it would.
-    ns = {"__name__": "solution", "__builtins__": _B.__dict__}
-    try:
-        _exec(setup, ns)
-        ready = ns, _dict(ns)
-    except _BaseException:
-        ready = None
+    # None unless `once` (the grader found the setup only defines names: `defines_only`), or if
+    # the setup raised: each program then runs it itself, and fails as it would.
+    ready = None
+    if once:
+        ns = {"__name__": "solution", "__builtins__": _B.__dict__}
+        try:
+            _exec(setup, ns)
+            ready = ns, _dict(ns)
+        except _BaseException:
+            pass
     return setup, pairs, literal, None if literal is None else _snapshots(literal), ready
 
 
@@ -523,14 +527,71 @@ def b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
-def prelude(setup: bytes, pairs: bytes, literal: bytes) -> str:
+def prelude(setup: bytes, pairs: bytes, literal: bytes, once: bool) -> str:
     """The definitions every program of one problem shares (a `Program.prelude`): `_main` and
     `_PROBLEM`, made from the problem's marshalled setup code, (call, expected) code pairs and
     literal expected values (a marshalled tuple, or None where some expected value is not a
-    plain literal; see `literal_values`)."""
+    plain literal; see `literal_values`). With `once` the setup code runs here, once per worker
+    (see `defines_only`), else in every program."""
     args = ", ".join(f"_m.loads(_b.a2b_base64({b64(x)!r}))" for x in (setup, pairs, literal))
     return (f"import binascii as _b, marshal as _m\n{_harness_loader()}"
-            f"_PROBLEM = _problem({args})\ndel _b, _m\n")
+            f"_PROBLEM = _problem({args}, {bool(once)})\ndel _b, _m\n")
+
+
+# What a setup may do and still run once per worker: the sandbox's template has imported these
+# modules already (`sandbox_worker.PRELOAD`), and these calls build plain values.
+SETUP_MODULES = frozenset({"typing", "collections", "itertools", "heapq", "bisect", "math",
+                           "functools", "string", "operator", "random", "datetime", "re", "copy",
+                           "types"})
+_SETUP_CALLS = frozenset({"float", "int", "str", "bool", "tuple", "list", "dict", "set",
+                          "frozenset", "range"})
+_SETUP_STATEMENTS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef, ast.Assign,
+                     ast.AnnAssign, ast.Pass, ast.Expr)
+
+
+def defines_only(setup: str) -> bool:
+    """Whether running `setup` only binds names: imports of `SETUP_MODULES`, plain functions
+    and classes (no decorator, base or keyword), assignments to names, calls of `_SETUP_CALLS`
+    only, and none of that in default values or annotations evaluated at definition time. Such
+    a setup runs once per worker, in the template (`_problem`); any other could change state
+    (a recursion limit, a seed, a patched module, a thread) that every later program on the
+    worker would inherit, so it runs in each program instead, as it would alone. The benchmark's
+    setup qualifies."""
+    try:
+        tree = ast.parse(setup)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+
+    def at_definition(node: ast.AST) -> Iterator[ast.AST]:
+        # Every node evaluated when the code runs, not when one of its functions is called.
+        for name, value in ast.iter_fields(node):
+            if name == "body" and isinstance(node, (ast.FunctionDef, ast.Lambda)):
+                continue
+            for child in value if isinstance(value, list) else [value]:
+                if isinstance(child, ast.AST):
+                    yield child
+                    yield from at_definition(child)
+
+    for node in at_definition(tree):
+        if isinstance(node, ast.stmt) and not isinstance(node, _SETUP_STATEMENTS):
+            return False
+        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name)
+                                               and node.func.id in _SETUP_CALLS):
+            return False
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.decorator_list:
+            return False
+        if isinstance(node, ast.ClassDef) and (node.bases or node.keywords):
+            return False
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and not all(
+                isinstance(t, ast.Name) for t in (node.targets if isinstance(node, ast.Assign) else [node.target])):
+            return False
+        if isinstance(node, ast.Expr) and not isinstance(node.value, ast.Constant):
+            return False
+        if isinstance(node, ast.Import) and any(a.name not in SETUP_MODULES for a in node.names):
+            return False
+        if isinstance(node, ast.ImportFrom) and (node.level or node.module not in SETUP_MODULES):
+            return False
+    return True
 
 
 _LITERAL_TYPES = (int, float, bool, str, type(None), list, tuple, dict, set, frozenset)
