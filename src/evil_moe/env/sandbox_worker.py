@@ -37,8 +37,17 @@ import types
 from collections import OrderedDict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script under -I
-from sandbox_isolation import (CLONE_NEWIPC, PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE,  # noqa: E402
-                               SCRATCH, drop_capabilities, isolate, prctl, unshare)
+from sandbox_isolation import (  # noqa: E402
+    CLONE_NEWIPC,
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_DUMPABLE,
+    SCRATCH,
+    drop_capabilities,
+    isolate,
+    prctl,
+    unshare,
+)
+
 del sys.path[0]
 
 UID_BASE = 1_900_000_000  # program uid = UID_BASE + the worker's host pid: unique among live workers
