@@ -352,6 +352,27 @@ def test_a_setup_that_changes_state_runs_in_each_program_not_in_the_template(pro
     assert first.gt_correct and later.gt_correct
 
 
+@pytest.mark.parametrize("setup, once", [
+    ("from typing import *\nimport math\ninf = float('inf')\nx: int = 3\n'doc'\n", True),
+    ("class Node:\n    def __init__(self, v=0):\n        self.v = v\n", True),
+    ("def helper(a, b=1):\n    return open(a).read()  # runs only when called\n", True),
+    ("import sys\nsys.setrecursionlimit(10000)\n", False),  # a call at definition time
+    ("import random\nrandom.seed(1)\n", False),
+    ("import numpy\n", False),  # not preloaded: its import would run in the template
+    ("from os import *\n", False),
+    ("import math\nmath.pi = 3\n", False),  # patches a module
+    ("import atexit\n@atexit.register\ndef f():\n    pass\n", False),  # a decorator runs
+    ("def f(x=print(1)):\n    pass\n", False),  # a default value runs
+    ("def f(x: print(1)):\n    pass\n", False),  # so does an annotation
+    ("class A(dict):\n    pass\n", False),
+    ("class A:\n    x = len([])\n", False),  # a class body runs
+    ("for i in range(3):\n    pass\n", False),
+    ("x = (" + "-" * 100000 + "1)", False),  # does not parse
+])
+def test_defines_only(setup, once):
+    assert defines_only(setup) is once
+
+
 def test_setup_modules_are_all_preloaded_by_the_sandbox():
     assert SETUP_MODULES <= set(PRELOAD)
 

@@ -4,8 +4,9 @@ Every program is a `prelude` shared by all programs of one problem (it defines `
 `HARNESS_SOURCE`, and `_PROBLEM`: the problem's setup code and its ground-truth asserts split
 into (call, expected) pairs, compiled once by the grader and shipped marshalled), then one
 call of `_main` with a literal argument (marshalled, base64) that holds the kind, the
-response's (compiled) code, the mode's marker and a fresh random nonce; `_main` and `_PROBLEM` leave `__main__` before the
-call, so response code cannot read them there. The sandbox runs each prelude once per worker and
+response's (compiled) code, the mode's marker and a fresh random nonce; `_main` and `_PROBLEM`
+leave `__main__` before the call, so response code cannot read them there. The sandbox runs
+each prelude once per worker and
 forks programs from the result (`Program.prelude`). `_main` takes every
 builtin, function and type it needs as default arguments and locals *before* any response code
 runs, and then reads no global name at all (tests check its bytecode), so a response that
@@ -562,15 +563,18 @@ def defines_only(setup: str) -> bool:
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
 
-    def at_definition(node: ast.AST) -> Iterator[ast.AST]:
+    def at_definition(tree: ast.AST) -> Iterator[ast.AST]:
         # Every node evaluated when the code runs, not when one of its functions is called.
-        for name, value in ast.iter_fields(node):
-            if name == "body" and isinstance(node, (ast.FunctionDef, ast.Lambda)):
-                continue
-            for child in value if isinstance(value, list) else [value]:
-                if isinstance(child, ast.AST):
-                    yield child
-                    yield from at_definition(child)
+        stack = [tree]
+        while stack:
+            node = stack.pop()
+            for name, value in ast.iter_fields(node):
+                if name == "body" and isinstance(node, (ast.FunctionDef, ast.Lambda)):
+                    continue
+                for child in value if isinstance(value, list) else [value]:
+                    if isinstance(child, ast.AST):
+                        yield child
+                        stack.append(child)
 
     for node in at_definition(tree):
         if isinstance(node, ast.stmt) and not isinstance(node, _SETUP_STATEMENTS):
