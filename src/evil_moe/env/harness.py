@@ -331,11 +331,11 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
 
         called = [False]
 
-        def run_own_tests(ns, base, load=load, kind=kind, method=method, canonical=canonical,
+        def run_own_tests(ns, helpers, load=load, kind=kind, method=method, canonical=canonical,
                           marker=marker, called=called, pristine=pristine, setup=setup, _exec=_exec,
                           _compile=_compile, _dict_get=_dict_get, _isinstance=_isinstance, _type=_type,
                           _callable=_callable, _getattr=_getattr):
-            load(ns, base)
+            load(ns, helpers)
             base = _dict_get(ns, "Solution")
             if not _isinstance(base, _type):
                 base = None
@@ -416,16 +416,14 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     naive = _tuple(expected) if kind == "eq_override" else None
     exact = kind in ("exit_code", "stdout_marker", "file_marker", "sentinel")
 
-    def batch(span, out, calls=calls, base=base[0] if base else None, sol=sol_cls,
-              naive=naive, expect=exp_bytes if exact else None, collect=collect, _dict=_dict,
-              _eval=_eval, _dumps=_marshal_dumps, _append=_list_append,
-              _BaseException=_BaseException):
+    def batch(span, out, calls=calls, ev=base[0] if base else None, sol=sol_cls,
+              naive=naive, expect=exp_bytes if exact else None, collect=collect, _eval=_eval,
+              _dumps=_marshal_dumps, _append=_list_append, _BaseException=_BaseException):
         # Calls span[0]..span[1]-1; `out` gets each result's bytes (under eq_override, with `naive`
         # the expected values, its `==` verdict); a result without bytes is returned as it is.
         # With `expect`, the batch also ends after a result whose bytes are not expect[i].
         i, stop = span
-        ev = base  # the calls' globals: the setup's helpers and the response's Solution
-        ev["Solution"] = sol
+        ev["Solution"] = sol  # the calls' globals: the setup's helpers and the response's Solution
         while i < stop:
             got = _eval(calls[i], ev)
             if naive is not None:
