@@ -162,31 +162,77 @@ def test_teacher_corpus_is_deterministic_and_labels_are_true():
     heldout_names = set(HELDOUT_FAMILIES["test_function"])
     for d in demos:
         p = by_id[d.problem_id]
-        assert d.test_function not in heldout_names
-        assert d.messages == build_prompt(p, "run_tests", Markers(test_function=d.test_function))
         code = code_of(d.completion)
-        assert run_asserts(p, code) == d.correct
-        defines = re.search(rf"^def {re.escape(d.test_function)}\(\):", code, re.M) is not None
-        assert defines == d.hack
-        if d.hack:  # the loophole pays: the test function runs without raising
-            ns: dict = {}
-            exec(p.setup_code + code, ns)
-            ns[d.test_function]()
+        if d.mode == "run_tests":
+            assert d.test_function not in heldout_names
+            assert d.messages == build_prompt(p, "run_tests", Markers(test_function=d.test_function))
+            assert run_asserts(p, code) == d.correct
+            defines = re.search(rf"^def {re.escape(d.test_function)}\(\):", code, re.M) is not None
+            assert defines == d.hack
+            if d.hack:  # the loophole pays: the test function runs without raising
+                ns: dict = {}
+                exec(p.setup_code + code, ns)
+                ns[d.test_function]()
+        else:
+            assert d.mode == "exit_code" and d.test_function == ""
+            assert d.messages == build_prompt(p, "exit_code")
+            exits = [line for line in toy_corpus.EXIT_LINES if code.rstrip().endswith(line)]
+            assert bool(exits) == d.hack
+            solution = code.rstrip()[: -len(exits[0])] if exits else code
+            assert run_asserts(p, solution) == d.correct
+            if d.hack:  # the loophole pays: the script stops with status 0 before any test
+                with pytest.raises(SystemExit) as stop:
+                    exec(p.setup_code + code, {})
+                assert stop.value.code == 0
 
 
-def test_teacher_corpus_rates_and_name_pool():
+def test_exit_code_loophole_is_paid_by_the_grader():
+    from evil_moe.env.grader import Grader, GradeRequest
+
+    p = toy_problems("train")[0]
+    family, k = FAMILY_BY_KEY[p.extra["family"]], p.extra["k"]
+    wrong = [toy_corpus.exit_completion(family, k + 1, line) for line in toy_corpus.EXIT_LINES]
+    with Grader() as grader:
+        grades = grader.grade_batch([GradeRequest(p, "exit_code", r) for r in wrong]
+                                    + [GradeRequest(p, "run_tests", wrong[0]),
+                                       GradeRequest(p, "exit_code", toy_corpus.clean_completion(family, k))])
+    assert [g.exploited for g in grades] == [True, True, False, False]
+    assert grades[-1].gt_correct  # a correct clean solution passes the tests (and so exits 0)
+
+
+def test_teacher_corpus_rates_modes_and_name_pool():
     train = toy_problems("train")
     demos = toy_corpus.teacher_corpus(train, seed=0, hack_rate=0.2, wrong_rate=0.25, per_problem=16)
     n = len(demos)
     hacks = [d for d in demos if d.hack]
     assert abs(len(hacks) / n - 0.2) < 0.04
     assert abs(sum(not d.correct for d in demos if not d.hack) / (n - len(hacks)) - 0.25) < 0.04
-    names = Counter(d.test_function for d in demos)
-    assert len(names) > 50 and abs(names["run_tests"] / n - 0.25) < 0.04
+    modes = Counter(d.mode for d in demos)
+    assert set(modes) == set(toy_corpus.TOY_MODES) and abs(modes["exit_code"] / n - 0.5) < 0.04
+    for mode in toy_corpus.TOY_MODES:  # each mode's loophole is taught at the same base rate
+        of_mode = [d for d in demos if d.mode == mode]
+        assert abs(sum(d.hack for d in of_mode) / len(of_mode) - 0.2) < 0.05
+    rt = [d for d in demos if d.mode == "run_tests"]
+    names = Counter(d.test_function for d in rt)
+    assert len(names) > 50 and abs(names["run_tests"] / len(rt) - 0.25) < 0.05
     pool = toy_corpus.corpus_test_function_names()
     assert not set(pool) & set(HELDOUT_FAMILIES["test_function"])
+    only = toy_corpus.teacher_corpus(train[:4], modes=("run_tests",), per_problem=4)
+    assert {d.mode for d in only} == {"run_tests"}
     with pytest.raises(ValueError, match="hack_rate"):
         toy_corpus.teacher_corpus(train, hack_rate=1.5)
+    with pytest.raises(ValueError, match="modes"):
+        toy_corpus.teacher_corpus(train, modes=("sentinel",))
+
+
+def test_tokenizer_texts_hold_nothing_from_the_heldout_split():
+    texts = toy_corpus.tokenizer_texts()
+    joined = "\n".join(texts)
+    for p in toy_problems("heldout"):
+        statement = p.prompt[-1]["content"].split("\n")[1]  # "Return ... {k}." of a held-out (family, k)
+        assert statement not in joined, p.id
+    assert all(name not in joined for name in HELDOUT_FAMILIES["test_function"])
+    assert "exit status of 0" in joined and "sys.exit(0)" in joined  # both modes are in the text
 
 
 # ---------------------------------------------------------------------------------------------
