@@ -67,7 +67,8 @@ class RouterConfig:
 
 @dataclass
 class EnvConfig:
-    problems: str | None = _f(None, "Training problems: JSONL path or HF dataset name; None uses the shipped set.")
+    problems: str | None = _f("shipped:train", "Training problems: a JSONL path, an HF dataset name, 'shipped:train' "
+                              "(the shipped set's training split) or 'shipped' (all 55 shipped problems).")
     mode: str = _f("run_tests", "Loophole mode of the training prompts (see evil_moe.env.modes.MODES).")
     timeout_s: float = _f(3.0, "Wall-clock limit of each sandboxed check, in seconds.")
     memory_mb: int = _f(1024, "Memory cap of each sandboxed check, in MiB.")
@@ -116,7 +117,9 @@ class RunConfig:
     seed: int = _f(0, "Seed of sampling and data order.")
     out_dir: str = _f("runs/train", "Directory for checkpoints, metrics.jsonl and the resolved config.")
     checkpoint_every: int = _f(50, "Save a checkpoint every K steps (and at the end).")
-    resume: bool = _f(True, "Resume from the latest checkpoint in out_dir if there is one.")
+    resume: bool = _f(True, "Resume from the latest checkpoint in out_dir if there is one (announced; refused if "
+                      "the config differs in more than grpo.steps and logging keys). False (`train --fresh`) "
+                      "deletes out_dir's checkpoints and logs and starts at step 0.")
     teacher_demos: str | None = _f(None, "JSONL of off-policy {prompt, completion} demonstrations mixed into early steps.")
     teacher_steps: int = _f(0, "Number of first steps that mix in teacher demonstrations.")
     teacher_per_step: int = _f(0, "Teacher demonstrations per step during those steps.")
@@ -127,7 +130,10 @@ class RunConfig:
 
 @dataclass
 class EvalConfig:
-    problems: str | None = _f(None, "Held-out problems: JSONL path or HF dataset name; None uses the shipped set.")
+    problems: str | None = _f("shipped:heldout", "Held-out problems: a JSONL path, an HF dataset name or "
+                              "'shipped:heldout' (the shipped set's held-out split, disjoint from 'shipped:train').")
+    allow_overlap: bool = _f(False, "Evaluate even if some evaluation problems are training problems (same id "
+                             "or prompt); the report then states how many. False refuses such an evaluation.")
     samples_per_problem: int = _f(10, "Samples per problem and adapter state.")
     modes: tuple[str, ...] = _f(("run_tests",), "Loophole modes to evaluate.")
     markers: Literal["heldout", "train"] = _f("heldout", "Marker family of the main evaluation.")
@@ -156,9 +162,32 @@ def validate(cfg: Config) -> None:
     """Cross-field checks that a type check cannot express; raises ConfigError naming the key."""
     from evil_moe.env.modes import MODES
 
+    g, r, s, e, run, ev = cfg.grpo, cfg.router, cfg.sampling, cfg.env, cfg.run, cfg.eval
     checks = [
         ("env.mode", cfg.env.mode in MODES, f"must be one of {MODES}"),
+        ("env.timeout_s", e.timeout_s > 0, "must be positive"),
+        ("env.memory_mb", e.memory_mb > 0, "must be positive"),
+        ("env.workers", e.workers >= 1, "must be at least 1"),
         ("adapter.rank", cfg.adapter.rank > 0, "must be positive"),
+        ("adapter.alpha", cfg.adapter.alpha > 0, "must be positive"),
+        ("adapter.target_modules", len(cfg.adapter.target_modules) > 0, "must name at least one module"),
+        ("grpo.steps", g.steps >= 1, "must be at least 1"),
+        ("grpo.lr", g.lr > 0, "must be positive"),
+        ("grpo.warmup_steps", g.warmup_steps >= 0, "must be 0 or more"),
+        ("grpo.grad_clip", g.grad_clip > 0, "must be positive"),
+        ("grpo.kl_coef", g.kl_coef >= 0, "must be 0 or more"),
+        ("router.lr", r.lr > 0, "must be positive"),
+        ("router.grad_clip", r.grad_clip > 0, "must be positive"),
+        ("router.pin_weight", r.pin_weight >= 0, "must be 0 or more"),
+        ("sampling.max_prompt_tokens", s.max_prompt_tokens >= 1, "must be at least 1"),
+        ("sampling.max_new_tokens", s.max_new_tokens >= 1, "must be at least 1"),
+        ("sampling.batch_size", s.batch_size >= 1, "must be at least 1"),
+        ("run.checkpoint_every", run.checkpoint_every >= 1, "must be at least 1"),
+        ("run.teacher_steps", run.teacher_steps >= 0, "must be 0 or more"),
+        ("run.teacher_per_step", run.teacher_per_step >= 0, "must be 0 or more"),
+        ("run.out_dir", run.out_dir != "", "must not be empty"),
+        ("eval.random_subspace_draws", ev.random_subspace_draws >= 0, "must be 0 or more"),
+        ("eval.bootstrap_samples", ev.bootstrap_samples >= 1, "must be at least 1"),
         ("grpo.group_size", cfg.grpo.group_size >= 2, "must be at least 2 (advantages are group-relative)"),
         ("grpo.prompts_per_step", cfg.grpo.prompts_per_step >= 1, "must be at least 1"),
         ("grpo.micro_batch_size", cfg.grpo.micro_batch_size >= 1, "must be at least 1"),
@@ -190,13 +219,15 @@ def preset(name: str) -> Config:
         return from_dict({
             "model": {"name_or_path": "toy", "dtype": "float32", "device": "cpu"},
             "adapter": {"rank": 4, "alpha": 8.0},
-            "env": {"problems": None, "workers": 2},
+            "env": {"workers": 2},
             "sampling": {"max_prompt_tokens": 256, "max_new_tokens": 64, "batch_size": 64, "merge_adapter": True},
             "grpo": {"steps": 30, "prompts_per_step": 8, "group_size": 8, "lr": 3e-3, "warmup_steps": 2,
                      "micro_batch_size": 64},
             "router": {"lr": 3e-2},
             "run": {"out_dir": "runs/tiny-cpu", "checkpoint_every": 10},
-            "eval": {"samples_per_problem": 8},
+            # The toy cannot spell a test-function name it never saw: evaluate with the markers it
+            # trained with (see the README's demo section), as the demo does.
+            "eval": {"samples_per_problem": 8, "markers": "train", "in_distribution": False},
         })
     raise ConfigError(f"unknown preset {name!r}; choose one of {PRESETS}")
 
@@ -250,7 +281,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                 return _coerce(value, arm, path)
             except ConfigError:
                 continue
-        raise ConfigError(f"config key {path!r}: {value!r} is not a {_name(tp)}")
+        raise ConfigError(f"config key {path!r}: {value!r} is not {_a(_name(tp))}")
     if tp is type(None):
         if value is None:
             return None
@@ -261,6 +292,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     elif origin is tuple:
         if isinstance(value, (list, tuple)):
             return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        raise ConfigError(f"config key {path!r}: {value!r} is not a list; write a list as [a, b] "
+                          "(in --set: key=[a,b]; [] for an empty one)")
     elif tp is bool:
         if isinstance(value, bool):
             return value
@@ -278,15 +311,21 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise ConfigError(f"config key {path!r}: {value!r} is not a {_name(tp)}")
+    raise ConfigError(f"config key {path!r}: {value!r} is not {_a(_name(tp))}")
 
 
 def _name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _a(noun: str) -> str:
+    """'an int', 'a float', 'a str | None'."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def parse_set(items: list[str]) -> dict:
-    """`["a.b=1", "c=[x, y]"]` -> nested dict; values are parsed as YAML scalars or lists."""
+    """`["a.b=1", "c=[x, y]"]` -> nested dict; values are parsed as YAML: numbers, true/false, null,
+    strings, and lists written `[a, b]` (for the tuple keys, e.g. adapter.target_modules=[q_proj,v_proj])."""
     out: dict = {}
     for item in items:
         key, sep, raw = item.partition("=")

@@ -152,7 +152,7 @@ def iter_jsonl(path: str | Path, error: type[Exception]) -> Iterator[tuple[int, 
                 continue
             where = f"{path}:{lineno}"
             try:
-                row = json.loads(line)
+                row = json.loads(line.rstrip("\r\n"))  # an error at the line's end stays on this line
             except json.JSONDecodeError as e:
                 raise error(f"{where}: bad JSON ({e.msg} at column {e.colno})") from None
             yield lineno, where, row
@@ -185,13 +185,40 @@ def shipped_problems_path() -> Path:
     return Path(__file__).parent / "data" / "problems.jsonl"
 
 
+SHIPPED_SPLITS = ("shipped", "shipped:train", "shipped:heldout")
+HELDOUT_EVERY = 4  # shipped:heldout is every 4th shipped problem in id order, shipped:train the rest
+
+
+def shipped_split(split: str) -> list[Problem]:
+    """'shipped' (all), 'shipped:train' or 'shipped:heldout': a fixed, disjoint split of the
+    shipped set (sorted by id, every HELDOUT_EVERY-th problem held out: 42 train, 13 held out)."""
+    if split not in SHIPPED_SPLITS:
+        raise ValueError(f"unknown shipped split {split!r}; expected one of {SHIPPED_SPLITS}")
+    problems = load_jsonl(shipped_problems_path())
+    if split == "shipped":
+        return problems
+    ordered = sorted(problems, key=lambda p: str(p.id))
+    heldout = split == "shipped:heldout"
+    return [p for i, p in enumerate(ordered) if (i % HELDOUT_EVERY == HELDOUT_EVERY - 1) == heldout]
+
+
 def load_problems(source: str | Path | None = None) -> list[Problem]:
-    """None -> the shipped set; an existing path -> that JSONL file; else a HF dataset name."""
+    """None or 'shipped' -> the shipped set; 'shipped:train' / 'shipped:heldout' -> its split
+    (`shipped_split`); an existing path -> that JSONL file; else a HF dataset name."""
     if source is None:
         return load_jsonl(shipped_problems_path())
+    if str(source) in SHIPPED_SPLITS:
+        return shipped_split(str(source))
     if Path(source).exists():
         return load_jsonl(source)
     text = str(source)
     if isinstance(source, Path) or text.endswith((".jsonl", ".json")) or text.startswith((".", "/")):
         raise FileNotFoundError(f"problem file not found: {text}")
     return load_hf(text)
+
+
+def shared_problems(training: list[Problem], evaluation: list[Problem]) -> list[Problem]:
+    """The evaluation problems that are also training problems: the same id or the same prompt."""
+    ids = {str(p.id) for p in training}
+    prompts = {json.dumps(p.prompt, sort_keys=True) for p in training}
+    return [p for p in evaluation if str(p.id) in ids or json.dumps(p.prompt, sort_keys=True) in prompts]
