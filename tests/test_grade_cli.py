@@ -64,6 +64,8 @@ def test_grade_end_to_end(tmp_path, problem_file):
     ({"id": "x", "problem_id": 1, "mode": "gt_only", "response": "x", "markers": "test"}, "'markers'"),
     ({"id": "a", "problem_id": 1, "mode": "gt_only", "response": "x"}, "'id': duplicate"),
     ("[1, 2", "bad JSON"),
+    ({"id": "x", "problem_id": 1, "mode": "gt_only", "response": "x", "marker": "heldout"},
+     "'marker': unknown field"),
 ])
 def test_malformed_response_row(tmp_path, problem_file, capsys, row, field):
     good = {"id": "a", "problem_id": 1, "mode": "gt_only", "response": "x"}
@@ -74,6 +76,22 @@ def test_malformed_response_row(tmp_path, problem_file, capsys, row, field):
     err = capsys.readouterr().err
     assert f"{responses}:2: " in err and field in err
     assert not out.exists()
+
+
+def test_missing_responses_file_is_named(tmp_path, problem_file, capsys):
+    out = tmp_path / "G.jsonl"
+    assert main(["--problems", str(problem_file), "--responses", str(tmp_path / "none.jsonl"),
+                 "--out", str(out)]) == 2
+    assert f"responses file {tmp_path / 'none.jsonl'} not found (--responses)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "parallel sandbox workers (default: 2)" in text
+    assert "seconds per sandboxed program (default: 3.0)" in text
 
 
 def test_console_command(tmp_path, problem_file):

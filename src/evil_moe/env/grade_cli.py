@@ -6,7 +6,8 @@ R rows: ``{"id", "problem_id", "mode", "response"}`` plus an optional ``"markers
 ``"train"`` (default) or ``"heldout"``. G rows, one per R row in the same order and with the
 same ``id``: ``{"id", "reward", "format_ok", "compiles", "gt_correct", "channel", "exploited",
 "mechanism", "error"}``. Every R row is validated before anything runs; a malformed one is an
-error naming the file, the line and the field, and nothing is written. A hostile response never
+error naming the file, the line and the field (an unknown field too, e.g. "marker" for
+"markers"), and nothing is written. A hostile response never
 stops the batch. Exit status 0 when every row was graded.
 """
 
@@ -21,6 +22,8 @@ from .grader import Grader, GradeRequest
 from .modes import MODES, markers_for
 from .problems import Problem, iter_jsonl, load_problems
 from .sandbox import SandboxConfig
+
+R_FIELDS = ("id", "problem_id", "mode", "response", "markers")  # "markers" is optional
 
 
 class ResponseFormatError(ValueError):
@@ -38,6 +41,9 @@ def read_requests(path: Path, problems: list[Problem]) -> list[tuple[object, Gra
     for _, where, row in iter_jsonl(path, ResponseFormatError):
         if not isinstance(row, dict):
             raise ResponseFormatError(f"{where}: row is not a JSON object")
+        for name in row:
+            if name not in R_FIELDS:
+                raise _bad(where, name, f"unknown field; a response row has {', '.join(R_FIELDS)}")
         for name, kinds in (("id", (str, int)), ("problem_id", (str, int)), ("mode", (str,)),
                             ("response", (str,))):
             if name not in row:
@@ -66,11 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", required=True, help="problem JSONL path or HF dataset name")
     ap.add_argument("--responses", required=True, type=Path, help="response rows (JSONL)")
     ap.add_argument("--out", required=True, type=Path, help="where to write the grade rows (JSONL)")
-    ap.add_argument("--workers", type=int, default=2, help="parallel sandbox workers")
-    ap.add_argument("--timeout", type=float, default=3.0, help="seconds per sandboxed program")
+    ap.add_argument("--workers", type=int, default=2, help="parallel sandbox workers (default: 2)")
+    ap.add_argument("--timeout", type=float, default=3.0, help="seconds per sandboxed program (default: 3.0)")
     args = ap.parse_args(argv)
     if args.workers < 1 or args.timeout <= 0:
         ap.error("--workers must be >= 1 and --timeout > 0")
+    if not args.responses.is_file():
+        print(f"evil-moe grade: error: responses file {args.responses} not found (--responses)", file=sys.stderr)
+        return 2
     try:
         problems = load_problems(args.problems)
         requests = read_requests(args.responses, problems)
