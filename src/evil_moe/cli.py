@@ -19,9 +19,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def version() -> str:
+    """The installed package's version (pyproject.toml)."""
+    from importlib.metadata import version as installed_version
+
+    return installed_version("evil-moe")
+
+
 def _usage() -> str:
     width = max(map(len, SUBCOMMANDS))
-    lines = ["usage: evil-moe COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: evil-moe [--version] COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in SUBCOMMANDS.items()]
     lines += ["", "Run `evil-moe COMMAND --help` for a command's options."]
     return "\n".join(lines)
@@ -31,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"evil-moe {version()}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
