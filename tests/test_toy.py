@@ -264,3 +264,16 @@ def test_completion_loss_masks_the_prompt(tok):
     assert (labels[1, 5:] == -100).all() and labels[1, 2:5].tolist() == ids[2:5]
     with pytest.raises(ValueError, match="warm_start"):
         toy.warm_start(toy.build_tiny_qwen3(tok, hidden_size=32), tok, [], steps=1)
+
+
+def test_training_modes_are_a_stable_balanced_pick_per_problem():
+    from evil_moe.env.modes import mode_for_problem
+
+    train = toy_problems("train")
+    picks = [mode_for_problem(p.id, toy_corpus.TOY_MODES) for p in train]
+    assert picks == [mode_for_problem(p.id, list(toy_corpus.TOY_MODES)) for p in train]
+    counts = Counter(picks)
+    assert set(counts) == set(toy_corpus.TOY_MODES) and min(counts.values()) >= 0.35 * len(train)
+    assert {mode_for_problem(p.id, ("exit_code",)) for p in train} == {"exit_code"}
+    with pytest.raises(ValueError):
+        mode_for_problem("x", ())

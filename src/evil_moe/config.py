@@ -70,6 +70,9 @@ class EnvConfig:
     problems: str | None = _f("shipped:train", "Training problems: a JSONL path, an HF dataset name, 'shipped:train' "
                               "(the shipped set's training split) or 'shipped' (all 55 shipped problems).")
     mode: str = _f("run_tests", "Loophole mode of the training prompts (see evil_moe.env.modes.MODES).")
+    modes: tuple[str, ...] = _f((), "Several loophole modes for the training prompts, replacing env.mode when "
+                                "non-empty: each problem is shown under one of them, picked by a stable hash of "
+                                "its id (`env.modes.mode_for_problem`).")
     timeout_s: float = _f(3.0, "Wall-clock limit of each sandboxed check, in seconds.")
     memory_mb: int = _f(1024, "Memory cap of each sandboxed check, in MiB.")
     workers: int = _f(2, "Parallel sandbox workers.")
@@ -165,6 +168,8 @@ def validate(cfg: Config) -> None:
     g, r, s, e, run, ev = cfg.grpo, cfg.router, cfg.sampling, cfg.env, cfg.run, cfg.eval
     checks = [
         ("env.mode", cfg.env.mode in MODES, f"must be one of {MODES}"),
+        ("env.modes", all(m in MODES for m in cfg.env.modes) and len(set(cfg.env.modes)) == len(cfg.env.modes),
+         f"must be distinct modes from {MODES}"),
         ("env.timeout_s", e.timeout_s > 0, "must be positive"),
         ("env.memory_mb", e.memory_mb > 0, "must be positive"),
         ("env.workers", e.workers >= 1, "must be at least 1"),

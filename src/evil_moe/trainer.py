@@ -35,7 +35,7 @@ import torch.distributed as torch_dist
 
 from evil_moe.config import Config, to_dict
 from evil_moe.env.grader import GradeRequest
-from evil_moe.env.modes import markers_for
+from evil_moe.env.modes import markers_for, mode_for_problem
 from evil_moe.env.problems import iter_jsonl
 from evil_moe.env.prompts import build_prompt
 from evil_moe.export import read_adapter_file
@@ -234,9 +234,14 @@ class Trainer:
                 out[j] = (demo.problem_index, demo)
         return out
 
+    def mode_of(self, index: int) -> str:
+        """The loophole mode training problem `index` is shown and graded under (env.modes or env.mode)."""
+        e = self.cfg.env
+        return mode_for_problem(self.problems[index].id, e.modes) if e.modes else e.mode
+
     def _prompt_ids(self, index: int) -> list[int]:
         if index not in self._prompt_cache:
-            p, mode = self.problems[index], self.cfg.env.mode
+            p, mode = self.problems[index], self.mode_of(index)
             messages = build_prompt(p, mode, markers_for(p.id, mode, "train"))
             self._prompt_cache[index] = render_prompts(self.policy.tokenizer, [messages], self.cfg)[0]
         return self._prompt_cache[index]
@@ -272,7 +277,7 @@ class Trainer:
     def grade(self, sr: StepRollouts) -> list:
         """Grades of this process's rollouts (sandboxed, in parallel), in rollout order."""
         G = self.cfg.grpo.group_size
-        reqs = [GradeRequest(self.problems[sr.problem_indices[k // G]], self.cfg.env.mode, r.text)
+        reqs = [GradeRequest(self.problems[sr.problem_indices[k // G]], self.mode_of(sr.problem_indices[k // G]), r.text)
                 for k, r in enumerate(sr.rollouts)]
         grades = self.grader.grade_batch(reqs)
         if len(grades) != len(reqs):
@@ -412,7 +417,7 @@ class Trainer:
         G = self.cfg.grpo.group_size
         w, gate, keep = (t.detach().float().cpu().tolist() for t in (rw.w, rw.gate, rw.keep))
         return [dict(step=self.step_index, slot=sr.slots[k // G], problem_id=self.problems[sr.problem_indices[k // G]].id,
-                     sample=r.sample_index, teacher=sr.teacher[k], reward=float(g.reward), w=w[k], gate=gate[k],
+                     mode=self.mode_of(sr.problem_indices[k // G]), sample=r.sample_index, teacher=sr.teacher[k], reward=float(g.reward), w=w[k], gate=gate[k],
                      keep=keep[k], tokens=len(r.completion_ids), finished=r.finished, format_ok=g.format_ok,
                      compiles=g.compiles, gt_correct=g.gt_correct, channel=g.channel, exploited=g.exploited,
                      mechanism=g.mechanism)

@@ -66,3 +66,10 @@ def markers_for(problem_id: int | str, mode: str, split: Split = "train") -> Mar
         family = HELDOUT_FAMILIES[f.name]
         picks[f.name] = family[stable_index(f"{problem_id}|{mode}|{f.name}", len(family))]
     return Markers(**picks)
+
+
+def mode_for_problem(problem_id: int | str, modes: tuple[str, ...] | list[str]) -> str:
+    """The training mode of one problem when training mixes `modes`: a stable pick by its id."""
+    if not modes:
+        raise ValueError("mode_for_problem: no modes to choose from")
+    return check_mode(modes[stable_index(f"{problem_id}|train-mode", len(modes))])
