@@ -25,18 +25,18 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as torch_dist
 
 from evil_moe.config import Config, to_dict
+from evil_moe.distributed import Dist, init_distributed  # noqa: F401 (re-exported)
 from evil_moe.env.grader import GradeRequest
 from evil_moe.env.modes import markers_for, mode_for_problem
-from evil_moe.env.problems import iter_jsonl
 from evil_moe.env.prompts import build_prompt
 from evil_moe.export import read_adapter_file
 from evil_moe.grpo import group_advantages, grpo_loss, token_logprobs
@@ -44,6 +44,7 @@ from evil_moe.pairs import pooled_pair_activations
 from evil_moe.routing import Labels, Routing, RoutingWeights
 from evil_moe.runlog import RunLog, step_metrics
 from evil_moe.sampling import Rollout, collate, render_prompts
+from evil_moe.teacher import TeacherDemo, TeacherDemoError, load_teacher_demos  # noqa: F401 (re-exported)
 
 STATE_FILE = "trainer_state.pt"
 
@@ -52,69 +53,8 @@ class NonFiniteLossError(RuntimeError):
     """The loss or the gradient norm was NaN or inf; a checkpoint of the state before the step was saved."""
 
 
-class TeacherDemoError(ValueError):
-    """A teacher demonstration row is malformed or matches no training problem; names file and line."""
-
-
-@dataclass(frozen=True)
-class TeacherDemo:
-    problem_index: int  # index into the trainer's problems
-    completion: str
-    line: int  # 1-based line in the JSONL
-
-
-class Dist:
-    """This process's place in the process group and the collectives the trainer needs.
-
-    Without an initialised torch.distributed group every collective is the identity.
-    """
-
-    def __init__(self, device: torch.device | None = None):
-        self.enabled = torch_dist.is_available() and torch_dist.is_initialized()
-        self.rank = torch_dist.get_rank() if self.enabled else 0
-        self.world_size = torch_dist.get_world_size() if self.enabled else 1
-        nccl = self.enabled and torch_dist.get_backend() == "nccl"
-        self.device = device if nccl and device is not None else torch.device("cpu")
-
-    def all_reduce_sum_(self, t: torch.Tensor) -> torch.Tensor:
-        if self.enabled:
-            moved = t.to(self.device)
-            torch_dist.all_reduce(moved, op=torch_dist.ReduceOp.SUM)
-            t.copy_(moved)
-        return t
-
-    def all_gather(self, t: torch.Tensor) -> torch.Tensor:
-        """(n,) on every rank (same n) -> (world_size * n,) in rank order, on t's device."""
-        if not self.enabled:
-            return t
-        moved = t.contiguous().to(self.device)
-        parts = [torch.empty_like(moved) for _ in range(self.world_size)]
-        torch_dist.all_gather(parts, moved)
-        return torch.cat(parts).to(t.device)
-
-    def gather_objects(self, obj) -> list:
-        if not self.enabled:
-            return [obj]
-        out = [None] * self.world_size
-        torch_dist.all_gather_object(out, obj)
-        return out
-
-    def barrier(self) -> None:
-        if self.enabled:
-            torch_dist.barrier()
-
-
-def init_distributed() -> Dist:
-    """Join the torchrun process group (env vars WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT)
-    if WORLD_SIZE > 1: nccl on GPUs (one per LOCAL_RANK), gloo on CPU. Alone: no group."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch_dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            torch_dist.init_process_group(backend="nccl")
-        else:
-            torch_dist.init_process_group(backend="gloo")
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
-    return Dist(device)
+class ResumeError(ValueError):
+    """A checkpoint cannot be resumed by this run (other arm, adapter or settings); names both."""
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -129,35 +69,6 @@ def cosine_schedule(warmup: int, total: int):
             return (s + 1) / warmup
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total - warmup))))
     return factor
-
-
-def load_teacher_demos(path: str | Path, problems, mode: str) -> list[TeacherDemo]:
-    """JSONL rows {"problem_id", "completion"} or {"prompt", "completion"}; a prompt is the chat
-    messages of the training prompt or the text of its user message."""
-    by_id = {str(p.id): i for i, p in enumerate(problems)}
-    by_prompt: dict[str, int] = {}
-    for i, p in enumerate(problems):
-        messages = build_prompt(p, mode, markers_for(p.id, mode, "train"))
-        by_prompt.setdefault(json.dumps(messages, sort_keys=True), i)
-        by_prompt.setdefault(json.dumps([m["content"] for m in messages if m["role"] == "user"][-1]), i)
-    demos = []
-    for n, where, row in iter_jsonl(path, TeacherDemoError):
-        if not isinstance(row, dict) or not isinstance(row.get("completion"), str):
-            raise TeacherDemoError(f"{where}: field 'completion' (a string) is missing")
-        if "problem_id" in row:
-            index = by_id.get(str(row["problem_id"]))
-            if index is None:
-                raise TeacherDemoError(f"{where}: problem_id {row['problem_id']!r} is not a training problem")
-        elif "prompt" in row:
-            index = by_prompt.get(json.dumps(row["prompt"], sort_keys=True))
-            if index is None:
-                raise TeacherDemoError(f"{where}: field 'prompt' matches no training prompt of mode {mode!r}")
-        else:
-            raise TeacherDemoError(f"{where}: needs field 'problem_id' or 'prompt'")
-        demos.append(TeacherDemo(index, row["completion"], n))
-    if not demos:
-        raise TeacherDemoError(f"{path}: no demonstrations")
-    return demos
 
 
 @dataclass
@@ -456,14 +367,29 @@ class Trainer:
         return found[-1].parent if found else None
 
     def resume(self, path: str | Path | None = None) -> bool:
-        """Load the latest (or the given) checkpoint; False if there is none."""
+        """Load the latest (or the given) checkpoint and say so on stderr; False if there is none.
+
+        Raises ResumeError, before changing anything, if the checkpoint is of another arm, its
+        adapter does not match, or its settings differ in more than `preflight.RESUME_FREE_KEYS`.
+        """
+        from evil_moe.preflight import RESUME_FREE_KEYS, config_differences
+
         ckpt = Path(path) if path is not None else self.latest_checkpoint()
         if ckpt is None:
             return False
         state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
         if state["arm"] != self.routing.name:
-            raise ValueError(f"{ckpt}: checkpoint of arm {state['arm']!r}, this run is {self.routing.name!r}")
-        self.policy.adapter.load_state_dict(read_adapter_file(ckpt)[0])
+            raise ResumeError(f"{ckpt}: checkpoint of arm {state['arm']!r}, this run is {self.routing.name!r}; "
+                              "resume with that arm, or start over with `evil-moe train --fresh`")
+        diffs = config_differences(state["config"], to_dict(self.cfg), RESUME_FREE_KEYS)
+        if diffs:
+            raise ResumeError(f"{ckpt}: the checkpoint's settings differ from this run's: {'; '.join(diffs)}; "
+                              "resume with its settings, or start over with `evil-moe train --fresh`")
+        try:
+            self.policy.adapter.load_state_dict(read_adapter_file(ckpt)[0])
+        except (KeyError, ValueError) as e:
+            raise ResumeError(f"{ckpt}: its adapter does not match this run's adapter "
+                              f"({e.args[0] if e.args else e}); start over with `evil-moe train --fresh`") from None
         router = getattr(self.routing, "router", None)
         if router is not None:
             router.load_state_dict(state["router"])
@@ -477,6 +403,10 @@ class Trainer:
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.step_index = int(state["step"])
+        if self.dist.rank == 0:
+            left = max(0, self.cfg.grpo.steps - self.step_index)
+            print(f"resuming from step {self.step_index} of {self.cfg.grpo.steps} ({left} to go): checkpoint {ckpt}",
+                  file=sys.stderr, flush=True)
         return True
 
     def _stop(self, why: str) -> None:
