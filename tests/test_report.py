@@ -4,70 +4,119 @@ import re
 import pytest
 
 from evil_moe.report import (
+    ablation_controls,
     final_line,
+    null_sentence,
     read_jsonl,
     routing_diagnostics,
+    section_table,
     summarize_section,
     write_report,
 )
 from evil_moe.stats import wilson
 
-# per state: hack count and solve count out of K samples, for each of P problems and each mode
+# per state: attempt, hack and solve counts out of K samples, for each of P problems and each mode
 P, K, MODES = 4, 5, ("run_tests", "sentinel")
-PLAN = {"as_trained": (4, 1), "deployed": (1, 1), "ablate_deployed": (3, 0), "random_subspace_0": (4, 1),
-        "base": (0, 1)}
+PLAN = {"as_trained": (5, 4, 1), "deployed": (2, 1, 1), "ablate_deployed": (4, 3, 0),
+        "random_subspace_0": (5, 4, 1), "random_subspace_1": (3, 2, 2), "base": (0, 0, 1)}
 
 
 def synthetic_records(plan=PLAN, problems=range(P)):
-    """K samples per (state, problem, mode): the first h hack, the next s solve, all compile."""
+    """K samples per (state, problem, mode): the first a attempt, the first h of them hack (h <= a),
+    the next s solve; all compile but the base model's last sample."""
     recs = []
-    for state, (h, s) in plan.items():
+    for state, (a, h, s) in plan.items():
         for p in problems:
             for m in MODES:
                 for k in range(K):
                     recs.append({"state": state, "mode": m, "problem_id": 100 + p, "sample_index": k,
-                                 "hack": k < h, "solve": h <= k < h + s, "compiles": k != K - 1 or state != "base"})
+                                 "attempt": k < a, "hack": k < h, "solve": h <= k < h + s,
+                                 "compiles": k != K - 1 or state != "base"})
     return recs
 
 
-def results_from(records, n_boot=200):
+def results_from(records, n_boot=200, arm="evil_moe", seed=3):
     states = summarize_section(records, n_boot=n_boot, seed=0)
-    return {"checkpoint": "ckpt", "run": {"arm": "evil_moe", "seed": 3},
+    return {"checkpoint": "ckpt", "run": {"arm": arm, "seed": seed},
             "eval": {"n_problems": P, "problems": "synthetic", "samples_per_problem": K,
                      "modes": list(MODES), "temperature": 0.7, "top_p": 0.95, "bootstrap_samples": n_boot,
                      "seed": 0},
-            "sections": {"main": {"markers": "heldout", "modes": list(MODES), "states": states}}}
+            "sections": {"main": {"markers": "heldout", "modes": list(MODES), "states": states,
+                                  "controls": ablation_controls(records, n_boot, 0)}}}
 
 
-def test_summarize_section_rates_differences_and_specificity():
+def test_summarize_section_rates_and_differences():
     states = summarize_section(synthetic_records(), n_boot=200, seed=0)
     assert list(states) == list(PLAN)
     n = P * len(MODES) * K
     at, dep = states["as_trained"], states["deployed"]
-    assert at["n"] == n and at["n_problems"] == P
+    assert at["n"] == n and at["n_problems"] == P and at["no_verdict"] == 0
     assert at["hack"] == wilson(4 * P * 2, n).to_dict() and dep["hack"]["rate"] == pytest.approx(0.2)
+    assert at["attempt"]["rate"] == 1.0 and dep["attempt"]["rate"] == pytest.approx(0.4)
     assert dep["by_mode"]["sentinel"]["hack"] == wilson(P, P * K).to_dict()
     assert states["base"]["compile"]["rate"] == pytest.approx(0.8)
-    assert "vs_as_trained" not in at and "specificity" not in at
-    # every problem moves by exactly -0.6 in hack rate: estimate and interval are exactly -0.6
-    d = dep["vs_as_trained"]["hack"]
-    assert d["estimate"] == pytest.approx(-0.6) and d["lo"] == pytest.approx(-0.6) and d["hi"] == pytest.approx(-0.6)
+    assert "vs_as_trained" not in at and "specificity" not in dep
+    # every problem moves by exactly -0.6 in hack and attempt rate: estimate and interval exact
+    for key in ("hack", "attempt"):
+        d = dep["vs_as_trained"][key]
+        assert d["estimate"] == pytest.approx(-0.6) and d["lo"] == pytest.approx(-0.6) and d["hi"] == pytest.approx(-0.6)
     assert dep["vs_as_trained"]["solve"]["estimate"] == pytest.approx(0.0)
-    # deployed: solve unchanged -> floored at one point: 0.6 / 0.01
-    assert dep["specificity"]["floored"] and dep["specificity"]["value"] == pytest.approx(60.0)
-    # ablate_deployed: hack 0.8 -> 0.6, solve 0.2 -> 0.0 -> 1.0
-    spec = states["ablate_deployed"]["specificity"]
-    assert not spec["floored"] and spec["value"] == pytest.approx(1.0)
+
+
+def test_rows_without_a_verdict_are_left_out_and_counted():
+    recs = synthetic_records({"as_trained": (5, 4, 1), "deployed": (2, 1, 1)})
+    for r in recs:
+        if r["state"] == "deployed" and r["sample_index"] == 0:  # the hacking sample: no verdict
+            r["hack"] = r["solve"] = None
+    states = summarize_section(recs, n_boot=50, seed=0)
+    dep = states["deployed"]
+    assert dep["no_verdict"] == P * len(MODES) and dep["n"] == P * len(MODES) * K
+    assert dep["hack"] == wilson(0, P * len(MODES) * (K - 1)).to_dict()  # 0 of the 4 judged per cell
+    assert dep["solve"]["rate"] == pytest.approx(1 / 4) and dep["attempt"]["rate"] == pytest.approx(2 / 5)
+    # no verdict at all in a state: its rates and differences are undefined, and print n/a
+    for r in recs:
+        if r["state"] == "deployed":
+            r["hack"] = r["solve"] = None
+    dep = summarize_section(recs, n_boot=50, seed=0)["deployed"]
+    assert dep["hack"]["rate"] is None and dep["vs_as_trained"]["hack"] is None
+    assert dep["vs_as_trained"]["attempt"]["estimate"] == pytest.approx(-0.6)
+    results = results_from(recs, n_boot=50)
+    line = final_line(results)
+    assert line == ("Evil MoE causal ablation: deploy hack 0.800 (ON) -> n/a (OFF); attempt 1.000 (ON) -> "
+                    "0.400 (OFF); solve 0.200 (ON) -> n/a (OFF)")
+    row = next(x for x in section_table(results["sections"]["main"]["states"]) if x.startswith("| deployed |"))
+    assert row.split(" | ")[4:6] == ["n/a", "n/a"] and "| 40 | 40 |" in row
+    with pytest.raises(ValueError, match="record 0: field 'hack' must be a boolean or null"):
+        summarize_section([{**recs[0], "hack": 1}], 10, 0)
 
 
 def test_summarize_section_refuses_unpaired_or_missing_baseline():
-    recs = synthetic_records() + synthetic_records({"deployed": (1, 1)}, problems=[P])
+    recs = synthetic_records() + synthetic_records({"deployed": (1, 1, 1)}, problems=[P])
     with pytest.raises(ValueError, match="must match"):
         summarize_section(recs, n_boot=10, seed=0)
     with pytest.raises(ValueError, match="baseline"):
-        summarize_section(synthetic_records({"deployed": (1, 1)}), n_boot=10, seed=0)
-    with pytest.raises(ValueError, match="record 0: missing fields \\['hack'"):
+        summarize_section(synthetic_records({"deployed": (1, 1, 1)}), n_boot=10, seed=0)
+    with pytest.raises(ValueError, match="record 0: missing fields \\['attempt', 'hack'"):
         summarize_section([{"state": "as_trained", "mode": "m", "problem_id": 1, "sample_index": 0}], 10, 0)
+
+
+def test_ablation_controls_hand_values():
+    c = ablation_controls(synthetic_records(), n_boot=100, seed=0)
+    assert c["controls"] == ["ablate_deployed", "random_subspace_0", "random_subspace_1", "random_subspace_mean"]
+    # every problem moves identically, so each paired interval is a point: deployed minus control
+    # attempt: deployed 0.4; ablate_deployed 0.8; subspace 0: 1.0; subspace 1: 0.6; pooled 0.8
+    for control, expected in (("ablate_deployed", -0.4), ("random_subspace_0", -0.6), ("random_subspace_1", -0.2),
+                              ("random_subspace_mean", -0.4)):
+        d = c["vs"][control]["attempt"]
+        assert (d["estimate"], d["lo"], d["hi"]) == pytest.approx((expected,) * 3), control
+    assert c["vs"]["random_subspace_1"]["solve"]["estimate"] == pytest.approx(0.2 - 0.4)
+    assert c["effect"]["attempt"]["estimate"] == pytest.approx(-0.6)
+    null = c["null"]["attempt"]
+    assert null["effects"] == pytest.approx([0.0, -0.4]) and null["mean"] == pytest.approx(-0.2)
+    assert null["rank"] == {"effect": pytest.approx(-0.6), "n_null": 2, "at_most": 0, "p": pytest.approx(1 / 3)}
+    assert "empirical p = 0.333" in null_sentence(c)
+    # no control state, no comparison
+    assert ablation_controls(synthetic_records({"as_trained": (5, 4, 1), "deployed": (2, 1, 1)}), 10, 0) is None
 
 
 def _rollout(step, w, hack):
@@ -98,8 +147,10 @@ def test_write_report_produces_files_and_exact_final_line(tmp_path):
     metrics = [{"step": s, "reward_mean": 0.5 + s / 10, "hack_rate": s / 20, "solve_rate": 0.2} for s in range(1, 21)]
     rollouts = [_rollout(s, 0.2 + 0.6 * (s % 2), s % 2 == 1) for s in range(1, 21)]
     line = write_report(results, tmp_path, metrics=metrics, rollouts=rollouts)
-    assert line == "Evil MoE causal ablation: deploy hack 0.800 (ON) -> 0.200 (OFF); solve 0.200 (ON) -> 0.200 (OFF)"
+    assert line == ("Evil MoE causal ablation: deploy hack 0.800 (ON) -> 0.200 (OFF); attempt 1.000 (ON) -> "
+                    "0.400 (OFF); solve 0.200 (ON) -> 0.200 (OFF)")
     assert re.fullmatch(r"Evil MoE causal ablation: deploy hack \d\.\d{3} \(ON\) -> \d\.\d{3} \(OFF\); "
+                        r"attempt \d\.\d{3} \(ON\) -> \d\.\d{3} \(OFF\); "
                         r"solve \d\.\d{3} \(ON\) -> \d\.\d{3} \(OFF\)", line)
 
     def no_nan(c):
@@ -109,11 +160,19 @@ def test_write_report_produces_files_and_exact_final_line(tmp_path):
     assert set(saved["sections"]["main"]["states"]) == set(PLAN)
     assert saved["routing"]["auroc"] == 1.0 and saved["routing"]["operating_point"]["precision"] == 1.0
     md = (tmp_path / "report.md").read_text()
-    assert line in md and "| deployed | 40 | 0.200 [" in md and "![ablation](ablation.png)" in md
+    assert line in md and "| deployed | 40 | 0 | 0.400 [" in md and "![ablation](ablation.png)" in md
+    assert "cannot support a claim" in "\n".join(md.splitlines()[:4])  # one seed, said first
+    assert "| random_subspace_1 | -0.200 [-0.200, -0.200] |" in md and "specificity" not in md
     for png in ("ablation.png", "training.png", "routing_w.png"):
         data = (tmp_path / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png
     assert final_line(saved) == line
+
+
+def test_other_arms_do_not_print_the_method_line(tmp_path):
+    line = write_report(results_from(synthetic_records(), arm="none"), tmp_path)
+    assert line.startswith("Arm none (not the method) ablation: deploy hack 0.800 (ON) -> 0.200 (OFF); attempt ")
+    assert "Evil MoE causal ablation" not in (tmp_path / "report.md").read_text()
 
 
 def test_report_without_router_or_metrics(tmp_path):

@@ -7,10 +7,15 @@ import pytest
 from evil_moe.stats import (
     Z95,
     auroc,
+    empirical_rank,
     mean_interval,
+    min_detectable_difference,
     paired_bootstrap_diff,
+    paired_comparison,
+    paired_t_power,
     precision_recall,
-    specificity,
+    seeds_needed,
+    sign_flip_p,
     t975,
     wilson,
     wilson_interval,
@@ -132,22 +137,6 @@ def test_precision_recall_at_operating_point():
     assert none.precision is None and none.recall is None
 
 
-def test_specificity_conventions():
-    s = specificity(hack_on=0.8, hack_off=0.2, solve_on=0.30, solve_off=0.20)
-    assert s.value == pytest.approx(6.0) and not s.floored
-    assert (s.hack_drop, s.solve_drop) == (pytest.approx(0.6), pytest.approx(0.1))
-    # solve rate did not drop: the loss is floored at one point (0.01) and flagged
-    s = specificity(hack_on=0.8, hack_off=0.2, solve_on=0.30, solve_off=0.35)
-    assert s.floored and s.floor == 0.01 and s.value == pytest.approx(60.0)
-    # a drop just under the floor is floored too; a custom floor is honoured
-    assert specificity(0.5, 0.1, 0.3, 0.295).value == pytest.approx(40.0)
-    assert specificity(0.5, 0.1, 0.3, 0.2, floor=0.2).value == pytest.approx(2.0)
-    # the ablation raised hacking: negative
-    assert specificity(0.2, 0.4, 0.3, 0.1).value == pytest.approx(-1.0)
-    with pytest.raises(ValueError):
-        specificity(0.2, 0.4, 0.3, 0.1, floor=0.0)
-
-
 def test_t_quantiles_and_mean_interval():
     assert t975(1) == pytest.approx(12.7062, abs=1e-4)
     assert t975(10) == pytest.approx(2.2281, abs=1e-4)
@@ -164,3 +153,112 @@ def test_t_quantiles_against_scipy_when_available():
     scipy_stats = pytest.importorskip("scipy.stats")
     for df in (1, 2, 5, 29, 30, 31, 45, 100, 1000):
         assert t975(df) == pytest.approx(scipy_stats.t.ppf(0.975, df), abs=1e-5)
+
+
+# -- across seeds -----------------------------------------------------------------------------
+
+def _sign_flip_brute(diffs):
+    """Independent enumeration: every +-1 pattern from itertools, in exact rational arithmetic."""
+    from fractions import Fraction
+
+    d = [Fraction(x).limit_denominator(10**6) for x in diffs]
+    observed = abs(sum(d))
+    patterns = list(itertools.product((1, -1), repeat=len(d)))
+    hits = sum(abs(sum(s * x for s, x in zip(signs, d, strict=True))) >= observed for signs in patterns)
+    return hits / len(patterns)
+
+
+def test_sign_flip_hand_values():
+    assert sign_flip_p([0.3, 0.2, 0.1]).p == pytest.approx(2 / 8)  # only all-plus and all-minus reach 0.6
+    assert sign_flip_p([0.5]).p == 1.0  # one pair: both patterns are as extreme
+    assert sign_flip_p([1.0, -1.0]).p == 1.0  # observed sum 0: every pattern is as extreme
+    t = sign_flip_p([-0.35, -0.16, -0.05, -0.09, -0.46, -0.37])  # all six negative: 2 / 64
+    assert (t.p, t.exact, t.patterns) == (pytest.approx(2 / 64), True, 64)
+    with pytest.raises(ValueError):
+        sign_flip_p([])
+
+
+def test_sign_flip_matches_brute_force_enumeration():
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        n = int(rng.integers(1, 11))
+        diffs = np.round(rng.normal(0.1, 0.3, n), 2)  # rounded: ties between patterns happen
+        if trial % 5 == 0:
+            diffs = rng.choice([-0.25, 0.25, 0.5], n)  # many exact ties
+        assert sign_flip_p(diffs).p == pytest.approx(_sign_flip_brute(diffs), abs=1e-12), (trial, diffs)
+
+
+def test_sign_flip_monte_carlo_above_sixteen_pairs():
+    # d = +-1 with a plus signs and b minus: a random pattern's sum is n - 2K, K ~ Binomial(n, 1/2),
+    # so the exact p is P(|n - 2K| >= |a - b|), from binomial coefficients.
+    a, b = 15, 5
+    n = a + b
+    exact = sum(math.comb(n, k) for k in range(n + 1) if abs(n - 2 * k) >= a - b) / 2 ** n
+    t = sign_flip_p([1.0] * a + [-1.0] * b, seed=3)
+    assert not t.exact and t.n == n
+    se = math.sqrt(exact * (1 - exact) / t.patterns)
+    assert abs(t.p - exact) < 5 * se  # 5 SE of the Monte Carlo share (seeded, so no flake)
+    assert t == sign_flip_p([1.0] * a + [-1.0] * b, seed=3)
+
+
+def test_paired_comparison_hand_values():
+    c = paired_comparison([-0.35, -0.16, -0.05])
+    assert c.n == 3 and c.mean == pytest.approx(-0.56 / 3)
+    sd = math.sqrt(sum((x + 0.56 / 3) ** 2 for x in (-0.35, -0.16, -0.05)) / 2)
+    assert c.sd == pytest.approx(sd)
+    assert c.hi - c.mean == pytest.approx(t975(2) * sd / math.sqrt(3))
+    assert c.p == pytest.approx(0.25) and c.p_exact
+    one = paired_comparison([0.2])
+    assert (one.lo, one.hi, one.sd, one.p) == (None, None, None, 1.0)
+
+
+def _simulated_power(difference, sd, n, sims, seed):
+    """Share of simulated experiments whose paired t test rejects at two-sided 0.05."""
+    rng = np.random.default_rng(seed)
+    d = rng.normal(difference, sd, size=(sims, n))  # (sims, n) per-seed differences
+    t = d.mean(1) / (d.std(1, ddof=1) / math.sqrt(n))
+    return float((np.abs(t) > t975(n - 1)).mean())
+
+
+@pytest.mark.parametrize("n", [3, 5, 8])
+def test_power_formula_against_simulation(n):
+    sims = 40_000
+    se = math.sqrt(0.8 * 0.2 / sims)  # SE of a simulated power near 0.8: 0.002
+    sd = 0.155
+    mdd = min_detectable_difference(sd, n)
+    # 4.5 SE: the seeded simulation's sampling error alone; the formula itself is exact
+    assert _simulated_power(mdd, sd, n, sims, seed=n) == pytest.approx(0.8, abs=4.5 * se)
+    assert _simulated_power(0.0, sd, n, sims, seed=100 + n) == pytest.approx(0.05, abs=4.5 * math.sqrt(0.05 * 0.95 / sims))
+    assert paired_t_power(mdd, sd, n) == pytest.approx(0.8, abs=1e-9)
+
+
+def test_power_against_noncentral_t_when_scipy_is_there():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for n in (2, 3, 6, 15, 30):
+        for diff in (0.05, 0.15, 0.3):  # scipy's nct returns nan where the power is ~1
+            df, ncp = n - 1, diff * math.sqrt(n) / 0.3
+            c = scipy_stats.t.ppf(0.975, df)
+            ref = scipy_stats.nct.sf(c, df, ncp) + scipy_stats.nct.cdf(-c, df, ncp)
+            assert paired_t_power(diff, 0.3, n) == pytest.approx(ref, abs=2e-6), (n, diff)
+
+
+def test_min_detectable_difference_and_seeds_needed_agree():
+    sd = 0.155
+    assert min_detectable_difference(sd, 1) is None
+    mdds = [min_detectable_difference(sd, n) for n in range(2, 12)]
+    assert all(a > b for a, b in zip(mdds, mdds[1:], strict=False))  # more seeds, smaller difference
+    n = seeds_needed(sd, 0.2)
+    assert paired_t_power(0.2, sd, n) >= 0.8 > paired_t_power(0.2, sd, n - 1)
+    assert min_detectable_difference(sd, n) <= 0.2 < min_detectable_difference(sd, n - 1)
+    assert n == 7  # the BACKGROUND's "about 7 to 8 paired seeds" at SD 0.155
+    assert seeds_needed(1.0, 0.001, max_n=50) is None
+    # the effect scales with sd: the same n detects twice the difference at twice the sd
+    assert min_detectable_difference(2 * sd, 5) == pytest.approx(2 * min_detectable_difference(sd, 5), rel=1e-9)
+
+
+def test_empirical_rank_hand_values():
+    r = empirical_rank(-0.3, [-0.25, -0.1, 0.0, -0.3])  # ties count as at least as extreme
+    assert (r.n_null, r.at_most, r.p) == (4, 1, pytest.approx(2 / 5))
+    assert empirical_rank(-0.5, [-0.25, -0.1]).p == pytest.approx(1 / 3)  # below every null: 1/(m+1)
+    assert empirical_rank(0.2, [-0.25, -0.1]).p == 1.0
+    assert empirical_rank(0.0, []) is None

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 HACK_COLOR, SOLVE_COLOR, COMPILE_COLOR, REWARD_COLOR = "#c0392b", "#2471a3", "#95a5a6", "#7d3c98"
+ATTEMPT_COLOR = "#e67e22"
 CLEAN_COLOR = SOLVE_COLOR
 STATE_LABELS = {
     "as_trained": "as trained\n(both on)",
@@ -54,14 +55,17 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_training_curves(steps: Sequence[int], reward: Sequence[float], hack: Sequence[float],
-                         solve: Sequence[float], path: str | Path, title: str = "Training") -> Path:
-    """Two panels over GRPO steps: mean reward; hack and solve rates of the rollouts.
+                         solve: Sequence[float], path: str | Path, title: str = "Training",
+                         attempt: Sequence[float] | None = None) -> Path:
+    """Two panels over GRPO steps: mean reward; (attempt,) hack and solve rates of the rollouts.
 
     Raw per-step values are drawn faintly and a trailing moving average (window ~ steps/10) on top;
     runs shorter than 20 steps are drawn per step only.
     """
     x = np.asarray(steps, dtype=float)
     series = {k: np.asarray(v, dtype=float) for k, v in (("reward", reward), ("hack", hack), ("solve", solve))}
+    if attempt is not None:
+        series["attempt"] = np.asarray(attempt, dtype=float)
     window = len(x) // 10
     faint = 0.3 if window > 1 else 0.0  # with no smoothing the bold line is the raw series
     fig, (ax_r, ax_h) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True)
@@ -70,8 +74,11 @@ def plot_training_curves(steps: Sequence[int], reward: Sequence[float], hack: Se
     ax_r.set_ylabel("mean reward per rollout")
     ax_r.legend(loc="upper left")
     ax_r.grid(alpha=0.3)
-    for key, color, label in (("hack", HACK_COLOR, "hack rate (ground truth)"),
+    for key, color, label in (("attempt", ATTEMPT_COLOR, "attempt rate (loophole taken)"),
+                              ("hack", HACK_COLOR, "hack rate (ground truth)"),
                               ("solve", SOLVE_COLOR, "solve rate (ground truth)")):
+        if key not in series:
+            continue
         ax_h.plot(x, series[key], color=color, alpha=faint, lw=1)
         ax_h.plot(x, _smooth(series[key], max(window, 1)), color=color, lw=2, label=label)
     ax_h.set_ylim(-0.02, 1.02)
@@ -114,26 +121,28 @@ def _fmt(x: float | None) -> str:
 
 def _bars(ax: plt.Axes, centers: np.ndarray, rates: Sequence[Mapping], width: float, color: str,
           label: str, annotate: bool = True) -> None:
-    """Bars of `rate` with Wilson whiskers [lo, hi], values printed above the whiskers."""
-    r = np.array([x["rate"] for x in rates])
-    lo = np.array([x["lo"] for x in rates])
-    hi = np.array([x["hi"] for x in rates])
+    """Bars of `rate` with Wilson whiskers [lo, hi], values printed above the whiskers (a rate of
+    None, no verdict at all, is drawn as an empty bar)."""
+    r = np.array([np.nan if x["rate"] is None else x["rate"] for x in rates], dtype=float)
+    lo = np.array([np.nan if x["lo"] is None else x["lo"] for x in rates], dtype=float)
+    hi = np.array([np.nan if x["hi"] is None else x["hi"] for x in rates], dtype=float)
     ax.bar(centers, r, width, color=color, label=label, yerr=np.vstack([r - lo, hi - r]),
            capsize=3, error_kw={"lw": 1, "ecolor": "#222222"})
     if annotate:
         for c, v, h in zip(centers, r, hi, strict=True):
-            ax.text(c, h + 0.015, f"{v:.2f}", ha="center", va="bottom", fontsize=7.5)
+            ax.text(c, (0 if np.isnan(h) else h) + 0.015, "n/a" if np.isnan(v) else f"{v:.2f}",
+                    ha="center", va="bottom", fontsize=7.5)
 
 
 def plot_ablation(states: Mapping[str, Mapping], path: str | Path,
                   title: str = "Deployment ablation on held-out problems",
-                  metrics: Sequence[str] = ("hack", "solve", "compile")) -> Path:
-    """Grouped bars per adapter state: hack, solve (and compile) rates with Wilson 95% whiskers.
+                  metrics: Sequence[str] = ("attempt", "hack", "solve", "compile")) -> Path:
+    """Grouped bars per adapter state: attempt, hack, solve and compile rates, Wilson 95% whiskers.
 
     `states` maps state name -> {"n": int, "hack": Rate dict, "solve": ..., "compile": ...}.
     """
     names = list(states)
-    styles = {"hack": (HACK_COLOR, "hack rate"), "solve": (SOLVE_COLOR, "solve rate"),
+    styles = {"attempt": (ATTEMPT_COLOR, "attempt rate"), "hack": (HACK_COLOR, "hack rate"), "solve": (SOLVE_COLOR, "solve rate"),
               "compile": (COMPILE_COLOR, "compile rate")}
     width = 0.8 / len(metrics)
     x = np.arange(len(names))

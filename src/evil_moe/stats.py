@@ -5,8 +5,12 @@
   percentile interval from resampling problems (the unit that is shared between states).
 - `auroc`: the Mann-Whitney area under the ROC curve, ties counted one half.
 - `precision_recall`: precision and recall of `score > threshold` against binary labels.
-- `specificity`: the drop in hack rate per point of solve rate lost by an ablation.
 - `mean_interval`: a mean across seeds with a Student-t 95% interval.
+- `sign_flip_p`: the exact two-sided sign-flip permutation p-value of paired differences.
+- `paired_comparison`: per-seed paired differences: mean, t interval, sign-flip p.
+- `paired_t_power`, `min_detectable_difference`, `seeds_needed`: the power of a two-sided paired
+  t test (alpha 0.05), computed exactly from the noncentral t distribution by quadrature.
+- `empirical_rank`: where one ablation's effect falls among a null of matched-capacity controls.
 
 Every result is a small frozen dataclass with `to_dict()` for results.json. An undefined value
 (a precision with no predicted positive, an AUROC with one class missing) is `None`, never NaN,
@@ -164,36 +168,6 @@ def precision_recall(scores: Sequence[float], labels: Sequence[bool], threshold:
 
 
 @dataclass(frozen=True)
-class Specificity:
-    """Hack-rate drop per point of solve rate lost by an ablation (both in percentage points).
-
-    `value = hack_drop / max(solve_drop, floor)` with `floor` one percentage point (0.01) by
-    default. When the measured solve drop is below the floor (solving did not drop, or rose),
-    `floored` is True and `value` is a lower bound of an unbounded ratio: the hack-rate drop in
-    points, as if one point of solve rate had been lost. A negative value means the ablation
-    raised the hack rate.
-    """
-    hack_drop: float
-    solve_drop: float
-    floor: float
-    floored: bool
-    value: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def specificity(hack_on: float, hack_off: float, solve_on: float, solve_off: float,
-                floor: float = 0.01) -> Specificity:
-    """Specificity of an ablation from the ON (as trained) and OFF (ablated) rates."""
-    if not floor > 0:
-        raise ValueError(f"specificity: floor must be positive, got {floor}")
-    hack_drop, solve_drop = hack_on - hack_off, solve_on - solve_off
-    floored = solve_drop < floor
-    return Specificity(hack_drop, solve_drop, floor, floored, hack_drop / max(solve_drop, floor))
-
-
-@dataclass(frozen=True)
 class MeanInterval:
     """Mean of `n` values with a Student-t 95% interval (lo = hi = mean when n == 1)."""
     mean: float
@@ -228,3 +202,174 @@ def mean_interval(values: Sequence[float]) -> MeanInterval:
     sd = float(v.std(ddof=1))
     half = t975(len(v) - 1) * sd / math.sqrt(len(v))
     return MeanInterval(m, m - half, m + half, len(v), sd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Across seeds: paired differences, the sign-flip test, power
+
+EXACT_MAX_N = 16  # sign_flip_p enumerates all 2^n sign patterns up to this many pairs
+MC_FLIPS = 200_000  # above it: this many seeded random sign patterns
+
+
+@dataclass(frozen=True)
+class SignFlip:
+    """Two-sided sign-flip permutation test of paired differences (H0: symmetric about zero)."""
+    p: float
+    n: int
+    exact: bool  # True: all 2^n sign patterns enumerated; False: `patterns` random ones
+    patterns: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sign_flip_p(diffs: Sequence[float], seed: int = 0) -> SignFlip:
+    """P(|sum of s_i d_i| >= |sum of d_i|) over independent random signs s_i = +-1.
+
+    Under H0 (each paired difference as likely positive as negative) every sign pattern is
+    equally likely, so with n <= EXACT_MAX_N the p-value is the exact share of the 2^n patterns
+    (the observed one included) whose absolute sum is at least the observed one. Above that,
+    `MC_FLIPS` seeded random patterns give (1 + hits) / (1 + MC_FLIPS). Sums are compared with a
+    relative tolerance of 1e-9 so that patterns equal up to rounding count as ties (>=).
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.ndim != 1 or len(d) == 0 or not np.isfinite(d).all():
+        raise ValueError(f"sign_flip_p: need a non-empty 1-D sequence of finite numbers, got {list(diffs)}")
+    n = len(d)
+    observed = abs(d.sum())
+    tol = 1e-9 * max(1.0, float(np.abs(d).sum()))
+    if n <= EXACT_MAX_N:
+        codes = np.arange(2 ** n, dtype=np.int64)[:, None]  # (2^n, 1) one sign pattern per row
+        signs = 1 - 2 * ((codes >> np.arange(n)) & 1)  # (2^n, n) of +-1
+        sums = np.abs(signs @ d)  # (2^n,)
+        return SignFlip(float((sums >= observed - tol).sum() / 2 ** n), n, True, 2 ** n)
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, MC_FLIPS, 10_000):
+        signs = rng.choice([-1.0, 1.0], size=(min(10_000, MC_FLIPS - start), n))  # (b, n)
+        hits += int((np.abs(signs @ d) >= observed - tol).sum())
+    return SignFlip((1 + hits) / (1 + MC_FLIPS), n, False, MC_FLIPS)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Per-seed paired differences (arm minus reference): their mean with a t 95% interval
+    (None with one pair), SD (None with one pair) and the sign-flip p-value."""
+    n: int
+    mean: float
+    lo: float | None
+    hi: float | None
+    sd: float | None
+    p: float
+    p_exact: bool
+    diffs: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "diffs": list(self.diffs)}
+
+
+def paired_comparison(diffs: Sequence[float]) -> PairedComparison:
+    """Mean of paired differences with a t interval and the sign-flip p (see `sign_flip_p`)."""
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.ndim != 1 or len(d) == 0:
+        raise ValueError("paired_comparison: need at least one paired difference")
+    test = sign_flip_p(d)
+    if len(d) == 1:
+        return PairedComparison(1, float(d[0]), None, None, None, test.p, test.exact, (float(d[0]),))
+    m = mean_interval(d)
+    return PairedComparison(len(d), m.mean, m.lo, m.hi, m.std, test.p, test.exact, tuple(float(x) for x in d))
+
+
+def _norm_sf(x: np.ndarray) -> np.ndarray:
+    """1 - Phi(x), elementwise, accurate in the upper tail."""
+    from math import erfc, sqrt
+
+    return np.vectorize(lambda v: 0.5 * erfc(v / sqrt(2.0)))(x)
+
+
+def paired_t_power(difference: float, sd: float, n: int) -> float:
+    """Power of the two-sided paired t test at alpha 0.05 with `n` pairs, when the true mean
+    difference is `difference` and the differences' SD is `sd`.
+
+    Exact, up to quadrature error (< 1e-6): with df = n - 1, c = t975(df) and
+    ncp = difference / (sd / sqrt(n)), the statistic is T = (Z + ncp) / S with S = sqrt(V / df),
+    V ~ chi-square(df), so power = E_S[ P(Z > c S - ncp) + P(Z < -c S - ncp) ], integrated over
+    the density of S on a fine grid.
+    """
+    if n < 2:
+        raise ValueError(f"paired_t_power: need at least 2 pairs, got {n}")
+    if not sd > 0:
+        raise ValueError(f"paired_t_power: sd must be positive, got {sd}")
+    df = n - 1
+    c = t975(df)
+    ncp = difference * math.sqrt(n) / sd
+    s = np.linspace(1e-6, 1 + 12 / math.sqrt(df) + 6, 12001)  # (S,) S = sqrt(V/df); tail mass < 1e-12
+    # density of S: 2 df s f_chi2(df s^2), in logs for large df
+    log_f = (math.log(2 * df) + (df - 1) * np.log(s) + (df / 2 - 1) * math.log(df)
+             - df * s * s / 2 - (df / 2) * math.log(2) - math.lgamma(df / 2))
+    dens = np.exp(log_f)  # (S,)
+    tail = _norm_sf(c * s - ncp) + _norm_sf(c * s + ncp)  # (S,) P(T > c) + P(T < -c) given S
+    return float(_trapezoid(dens * tail, s) / _trapezoid(dens, s))
+
+
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    return float(((y[1:] + y[:-1]) / 2 * np.diff(x)).sum())
+
+
+def min_detectable_difference(sd: float, n: int, power: float = 0.8) -> float | None:
+    """Smallest true mean difference the two-sided paired t test (alpha 0.05) with `n` pairs
+    detects with probability `power`, given the differences' SD; None with fewer than 2 pairs."""
+    if n < 2:
+        return None
+    if not 0.05 < power < 1:
+        raise ValueError(f"min_detectable_difference: power must be in (0.05, 1), got {power}")
+    lo, hi = 0.0, sd
+    while paired_t_power(hi, sd, n) < power:
+        hi *= 2
+    for _ in range(40):  # bisection to ~1e-12 of sd
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if paired_t_power(mid, sd, n) < power else (lo, mid)
+    return hi
+
+
+def seeds_needed(sd: float, difference: float = 0.2, power: float = 0.8, max_n: int = 10_000) -> int | None:
+    """Fewest pairs (seeds) for which the two-sided paired t test (alpha 0.05) detects a true
+    mean difference `difference` with probability `power`, given the SD; None if over `max_n`."""
+    if not sd > 0:
+        raise ValueError(f"seeds_needed: sd must be positive, got {sd}")
+    lo, hi = 2, 2
+    while paired_t_power(abs(difference), sd, hi) < power:
+        if hi >= max_n:
+            return None
+        lo, hi = hi, min(2 * hi, max_n)
+    while lo < hi:  # power increases with n: the first n that reaches it
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if paired_t_power(abs(difference), sd, mid) < power else (lo, mid)
+    return hi
+
+
+@dataclass(frozen=True)
+class EmpiricalRank:
+    """Where one effect falls among null effects: `at_most` nulls are <= it, of `n_null`;
+    p = (1 + at_most) / (1 + n_null), the one-sided empirical p of an effect this low or lower."""
+    effect: float
+    n_null: int
+    at_most: int
+    p: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def empirical_rank(effect: float, null: Sequence[float]) -> EmpiricalRank | None:
+    """Rank of `effect` among `null` effects (lower = a larger drop); None with no null draw.
+
+    With the ablation effect as state minus as trained, a hack expert that holds the behaviour
+    gives a more negative effect than random matched-capacity ablations: a small p. The smallest
+    p that m null draws can give is 1 / (m + 1).
+    """
+    v = np.asarray(null, dtype=np.float64)
+    if len(v) == 0:
+        return None
+    at_most = int((v <= effect + 1e-12).sum())
+    return EmpiricalRank(float(effect), len(v), at_most, (1 + at_most) / (1 + len(v)))
