@@ -93,3 +93,44 @@ def test_rank2r_lora_on_corrected_base_equals_as_trained_forward():
             layer.lora_B["default"].weight.copy_(m.B)
         x = ids()
         torch.testing.assert_close(served(x).logits, model(x).logits, rtol=0, atol=1e-10)
+
+
+def test_export_of_a_moved_checkpoint_loads_with_auto_peft_from_any_directory(tmp_path, monkeypatch):
+    """The base is recorded absolute (here given relative to the working directory), so neither
+    moving the checkpoint nor loading from elsewhere breaks the export."""
+    import shutil
+
+    from peft import AutoPeftModelForCausalLM
+    from tiny import tiny_tokenizer
+
+    model, base, adapter = trained()
+    work = tmp_path / "work"
+    base.save_pretrained(work / "base")
+    tiny_tokenizer().save_pretrained(work / "base")
+    router = CosineRouter(torch.randn(len(adapter.layers), R), 1.0, 0.0, "v_act")
+    save_checkpoint(work / "ckpt", adapter, router, {"model": {"name_or_path": "base"}})  # relative, as on main
+    monkeypatch.chdir(work)
+    assert main(["ckpt", "peft"]) == 0
+    assert json.loads((work / "peft" / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        str(work / "base")
+    shutil.move(work / "peft", tmp_path / "moved_peft")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    loaded = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "moved_peft")
+    x = ids()
+    with torch.no_grad(), adapter.ablate_quarantine():
+        deployed = model(x).logits
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x).logits, deployed, rtol=0, atol=1e-5)
+
+
+def test_export_cli_names_a_relative_base_that_does_not_exist_here(tmp_path, monkeypatch, capsys):
+    _, _, adapter = trained()
+    router = CosineRouter(torch.randn(len(adapter.layers), R), 1.0, 0.0, "v_act")
+    save_checkpoint(tmp_path / "ckpt", adapter, router, {"model": {"name_or_path": "runs/x/toy/base"}})
+    monkeypatch.chdir(tmp_path)
+    assert main(["ckpt", "out"]) == 2
+    err = capsys.readouterr().err
+    assert "'runs/x/toy/base' does not exist" in err and "--base-model" in err
+    assert not (tmp_path / "out").exists()

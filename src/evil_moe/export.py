@@ -108,8 +108,14 @@ def deployed_peft_tensors(tensors: dict[str, Tensor], rank: int, prefix: str = "
 def export_peft(dir_or_adapter: str | Path | ExpertAdapter, out_dir: str | Path,
                 base_model_name_or_path: str) -> Path:
     """Write a standard PEFT LoRA directory (adapter_config.json + adapter_model.safetensors) for
-    the deployed model: the quarantine block ablated, so only the deployed delta is exported."""
+    the deployed model: the quarantine block ablated, so only the deployed delta is exported.
+
+    A base model given as a local path is recorded absolute, so `AutoPeftModelForCausalLM` loads
+    the export from any directory; a hub id is recorded as it is."""
     from peft import LoraConfig
+
+    if Path(base_model_name_or_path).expanduser().exists():
+        base_model_name_or_path = str(Path(base_model_name_or_path).expanduser().resolve())
 
     if isinstance(dir_or_adapter, ExpertAdapter):
         tensors, cfg = dir_or_adapter.state_dict(), dir_or_adapter.config.to_dict()
@@ -169,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         base = (config.get("model") or {}).get("name_or_path") if isinstance(config, dict) else None
         if not base:
             print(f"export-peft: {config_path} has no model.name_or_path; pass --base-model", file=sys.stderr)
+            return 2
+        if not Path(base).exists() and (base.startswith((".", "/")) or len(Path(base).parts) > 2):  # not a hub id
+            print(f"export-peft: the checkpoint's model.name_or_path {base!r} does not exist (from {Path.cwd()}; "
+                  "a relative path was recorded relative to where training ran); run from that directory or "
+                  "pass --base-model /path/to/base", file=sys.stderr)
             return 2
     out = export_peft(args.checkpoint, args.out_dir, base)
     print(f"wrote PEFT adapter for {base} to {out}")
