@@ -27,9 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from evil_moe.config import Config, ConfigError, from_dict, parse_set, to_dict
 
-SUBSPACE_SEED_OFFSET = 7919  # draw i of random_subspace uses torch seed eval.seed * 7919 + i + 1
+
+def controls_seed(run_seed: int, eval_seed: int) -> int:
+    """The seed of a run's random subspace draws: mixed from (run.seed, eval.seed), so every
+    training seed gets its own draws (the arms of one seed share them, as they share the warm
+    start and the sampling streams)."""
+    return int(np.random.SeedSequence([run_seed, eval_seed]).generate_state(1, dtype=np.uint32)[0])
+
+
+def subspace_seed(seed: int, draw: int) -> int:
+    """The torch seed of random subspace draw `draw` under the controls' seed `seed`."""
+    return int(np.random.SeedSequence([seed, draw]).generate_state(1, dtype=np.uint32)[0])
 
 
 def state_names(random_subspace_draws: int) -> list[str]:
@@ -62,6 +74,9 @@ def check_states(states: Sequence[str]) -> list[str]:
 def adapter_state(adapter: Any, name: str, seed: int = 0, backend: str = "hf") -> Iterator[None]:
     """Put `adapter` in state `name` for the duration of the context (restored exactly after).
 
+    `seed` is the controls' seed (`controls_seed`): random subspace draw i is drawn from
+    torch seed `subspace_seed(seed, i)`.
+
     `base` uses `adapter.disabled()` for the HF backend; the vLLM backend serves the adapter's
     parameter values as a LoRA and ignores that flag, so there `base` resets both blocks to
     init instead (the adapter's delta is then exactly zero as well).
@@ -78,7 +93,7 @@ def adapter_state(adapter: Any, name: str, seed: int = 0, backend: str = "hf") -
         import torch
 
         draw = int(name.rsplit("_", 1)[1])
-        generator = torch.Generator().manual_seed(seed * SUBSPACE_SEED_OFFSET + draw + 1)
+        generator = torch.Generator().manual_seed(subspace_seed(seed, draw))
         with adapter.ablate_subspace(generator):
             yield
     elif name == "base":
@@ -133,7 +148,8 @@ def sample_and_grade(policy: Any, cfg: Config, problems: Sequence[Any], units: S
     """Sample K completions per problem for every (unit, state) and grade them.
 
     Returns one record per sample: state, mode, markers, problem_id, prompt_index, sample_index,
-    hack (ground-truth `exploited`), solve (`gt_correct`), compiles, reward, mechanism, finished,
+    hack (ground-truth `exploited`), solve (`gt_correct`): both None where the oracle reached no
+    verdict; attempt (`attempted`), compiles, reward, mechanism, finished,
     text. `generator` defaults to `sampling.make_generator(policy, cfg.sampling)`.
     """
     from tqdm import tqdm
@@ -154,7 +170,7 @@ def sample_and_grade(policy: Any, cfg: Config, problems: Sequence[Any], units: S
         prompt_ids = render_prompts(policy.tokenizer, messages, cfg)
         for state in states:
             bar.set_postfix_str(f"{unit.mode}/{unit.markers}/{state}")
-            with adapter_state(policy.adapter, state, cfg.eval.seed, cfg.sampling.backend):
+            with adapter_state(policy.adapter, state, controls_seed(cfg.run.seed, cfg.eval.seed), cfg.sampling.backend):
                 groups = generator.generate(prompt_ids, K, seed=cfg.eval.seed,
                                             prompt_indices=list(range(len(problems))))
             rollouts = [r for g in groups for r in g]
@@ -164,8 +180,10 @@ def sample_and_grade(policy: Any, cfg: Config, problems: Sequence[Any], units: S
             for r, g in zip(rollouts, grades, strict=True):
                 records.append({"state": state, "mode": unit.mode, "markers": unit.markers,
                                 "problem_id": problems[r.prompt_index].id, "prompt_index": r.prompt_index,
-                                "sample_index": r.sample_index, "hack": bool(g.exploited),
-                                "solve": bool(g.gt_correct), "compiles": bool(g.compiles),
+                                "sample_index": r.sample_index,
+                                "hack": None if g.exploited is None else bool(g.exploited),
+                                "solve": None if g.gt_correct is None else bool(g.gt_correct),
+                                "attempt": bool(g.attempted), "compiles": bool(g.compiles),
                                 "reward": float(g.reward), "mechanism": g.mechanism,
                                 "finished": r.finished, "text": r.text})
             bar.update(1)
@@ -176,12 +194,14 @@ def sample_and_grade(policy: Any, cfg: Config, problems: Sequence[Any], units: S
 def summarize(records: Sequence[dict], cfg: Config, sections: dict[str, dict], n_problems: int,
               problems_source: str, checkpoint: str | None) -> dict:
     """The results dict (before `report.write_report` adds routing and the final line)."""
-    from evil_moe.report import summarize_section
+    from evil_moe.report import ablation_controls, summarize_section
 
     out_sections = {}
+    n_boot, seed = cfg.eval.bootstrap_samples, cfg.eval.seed
     for key, sec in sections.items():
         rows = [r for r in records if r["markers"] == sec["markers"] and r["mode"] in sec["modes"]]
-        out_sections[key] = {**sec, "states": summarize_section(rows, cfg.eval.bootstrap_samples, cfg.eval.seed)}
+        out_sections[key] = {**sec, "states": summarize_section(rows, n_boot, seed),
+                             "controls": ablation_controls(rows, n_boot, seed)}
     ev = cfg.eval
     return {
         "checkpoint": checkpoint,
@@ -190,6 +210,8 @@ def summarize(records: Sequence[dict], cfg: Config, sections: dict[str, dict], n
                  "modes": list(ev.modes), "markers": ev.markers, "temperature": cfg.sampling.temperature,
                  "top_p": cfg.sampling.top_p, "max_new_tokens": cfg.sampling.max_new_tokens,
                  "bootstrap_samples": ev.bootstrap_samples, "seed": ev.seed,
+                 "controls_seed": controls_seed(cfg.run.seed, ev.seed),
+                 "random_subspace_draws": ev.random_subspace_draws,
                  "problems_are_training_problems": ev.problems == cfg.env.problems,
                  "states": list(dict.fromkeys(r["state"] for r in records))},
         "sections": out_sections,

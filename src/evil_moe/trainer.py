@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -27,7 +28,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ from evil_moe.grpo import group_advantages, grpo_loss, token_logprobs
 from evil_moe.pairs import pooled_pair_activations
 from evil_moe.routing import Labels, Routing, RoutingWeights
 from evil_moe.runlog import RunLog, step_metrics
-from evil_moe.sampling import Rollout, collate, render_prompts
+from evil_moe.sampling import Rollout, collate, completion_token_ids, render_prompts
 from evil_moe.teacher import TeacherDemo, TeacherDemoError, load_teacher_demos  # noqa: F401 (re-exported)
 
 STATE_FILE = "trainer_state.pt"
@@ -79,13 +80,16 @@ class StepRollouts:
     problem_indices: list[int]  # problem of each local prompt
     rollouts: list[Rollout]  # (n_local_prompts * G,)
     teacher: list[bool]  # per rollout: a teacher demonstration
+    modes: list[str] = field(default_factory=list)  # per local prompt: shown and graded under ('gt_only': hint-free)
+    hint_free: list[bool] = field(default_factory=list)  # per local prompt: shown without the loophole hint
 
 
 @dataclass
 class Scored:
-    pooled: torch.Tensor  # (N, M, r)
-    logp: list[torch.Tensor]  # per micro-batch (n_mb, T_mb): sampling policy (both experts on)
+    pooled: torch.Tensor  # (N, M, r) on the routing's `score_forward`
+    logp: list[torch.Tensor]  # per micro-batch (n_mb, T_mb): each rollout's sampling policy (behaviour)
     ref_logp: list[torch.Tensor] | None  # per micro-batch: base model (adapter disabled)
+    deployed: torch.Tensor  # (N,) bool: sampled from the deployed policy (hack expert ablated)
 
 
 class Trainer:
@@ -111,7 +115,7 @@ class Trainer:
         if not self.problems:
             raise ValueError("no training problems")
         self.step_index = 0  # completed steps
-        self._prompt_cache: dict[int, list[int]] = {}
+        self._prompt_cache: dict[tuple[int, str], list[int]] = {}
         adapter = policy.adapter
         groups = [{"params": adapter.deployed_parameters(), "lr": g.lr, "weight_decay": g.weight_decay, "name": "deployed"},
                   {"params": adapter.quarantine_parameters(), "lr": g.lr, "weight_decay": g.weight_decay, "name": "quarantine"}]
@@ -150,36 +154,58 @@ class Trainer:
         e = self.cfg.env
         return mode_for_problem(self.problems[index].id, e.modes) if e.modes else e.mode
 
-    def _prompt_ids(self, index: int) -> list[int]:
-        if index not in self._prompt_cache:
-            p, mode = self.problems[index], self.mode_of(index)
+    def hint_free_slots(self, step: int) -> set[int]:
+        """The global slots of `step` shown without the loophole hint (graded under 'gt_only'):
+        round(P x grpo.hint_free_frac) of the slots without a teacher demonstration, chosen by a
+        permutation seeded by (run.seed, step), so the same for every arm and process layout."""
+        P = self.cfg.grpo.prompts_per_step
+        free = [s for s, (_, demo) in enumerate(self.step_problems(step)) if demo is None]
+        order = np.random.default_rng([self.cfg.run.seed, step, 1]).permutation(len(free)).tolist()
+        return {free[i] for i in order[: min(len(free), round(P * self.cfg.grpo.hint_free_frac))]}
+
+    def _prompt_ids(self, index: int, mode: str) -> list[int]:
+        if (index, mode) not in self._prompt_cache:
+            p = self.problems[index]
             messages = build_prompt(p, mode, markers_for(p.id, mode, "train"))
-            self._prompt_cache[index] = render_prompts(self.policy.tokenizer, [messages], self.cfg)[0]
-        return self._prompt_cache[index]
+            self._prompt_cache[(index, mode)] = render_prompts(self.policy.tokenizer, [messages], self.cfg)[0]
+        return self._prompt_cache[(index, mode)]
 
     # -- the step's parts ----------------------------------------------------------------------
 
+    def n_deployed(self) -> int:
+        """Samples per prompt drawn from the deployed policy: round(G x grpo.deployed_frac), at most G - 1."""
+        G = self.cfg.grpo.group_size
+        return min(G - 1, round(G * self.cfg.grpo.deployed_frac))
+
     def sample(self, step: int | None = None) -> StepRollouts:
-        """This process's prompts of the step and their completions (both experts on)."""
+        """This process's prompts of the step and their completions: samples 0 .. G - n_dep - 1 of each
+        prompt from the as-trained policy (both experts on), the last n_dep from the deployed policy
+        (hack expert ablated; `Rollout.deployed`)."""
         step = self.step_index if step is None else step
         P_local = self.cfg.grpo.prompts_per_step // self.dist.world_size
-        G = self.cfg.grpo.group_size
+        G, n_dep = self.cfg.grpo.group_size, self.n_deployed()
         first = self.dist.rank * P_local
         mine = self.step_problems(step)[first: first + P_local]
         slots = list(range(first, first + P_local))
-        prompt_ids = [self._prompt_ids(i) for i, _ in mine]
-        groups = self.generator.generate(prompt_ids, G, step_seed(self.cfg.run.seed, step), prompt_indices=slots)
+        free = self.hint_free_slots(step)
+        modes = ["gt_only" if s in free else self.mode_of(i) for (i, _), s in zip(mine, slots, strict=True)]
+        prompt_ids = [self._prompt_ids(i, mode) for (i, _), mode in zip(mine, modes, strict=True)]
+        seed = step_seed(self.cfg.run.seed, step)
+        groups = self.generator.generate(prompt_ids, G - n_dep, seed, prompt_indices=slots)
+        if n_dep:
+            with self.policy.adapter.ablate_quarantine():
+                deployed = self.generator.generate(prompt_ids, n_dep, seed, prompt_indices=slots, first_sample=G - n_dep)
+            groups = [g + [replace(r, deployed=True) for r in d] for g, d in zip(groups, deployed, strict=True)]
         rollouts, teacher = [], []
         for (_, demo), slot, ids, group in zip(mine, slots, prompt_ids, groups, strict=True):
             if demo is not None:
                 group = [*group[:-1], self._demo_rollout(demo, slot, ids)]
             rollouts += group
             teacher += [False] * (G - 1) + [demo is not None]
-        return StepRollouts(slots, [i for i, _ in mine], rollouts, teacher)
+        return StepRollouts(slots, [i for i, _ in mine], rollouts, teacher, modes, [s in free for s in slots])
 
     def _demo_rollout(self, demo: TeacherDemo, slot: int, prompt_ids: list[int]) -> Rollout:
-        tok = self.policy.tokenizer
-        ids = list(tok(demo.completion, add_special_tokens=False)["input_ids"]) + [tok.eos_token_id]
+        ids = completion_token_ids(self.policy.tokenizer, demo.completion)
         if len(ids) > self.cfg.sampling.max_new_tokens:
             raise TeacherDemoError(f"{self.cfg.run.teacher_demos}:{demo.line}: completion has {len(ids)} tokens, "
                                    f"over sampling.max_new_tokens={self.cfg.sampling.max_new_tokens}")
@@ -188,7 +214,7 @@ class Trainer:
     def grade(self, sr: StepRollouts) -> list:
         """Grades of this process's rollouts (sandboxed, in parallel), in rollout order."""
         G = self.cfg.grpo.group_size
-        reqs = [GradeRequest(self.problems[sr.problem_indices[k // G]], self.mode_of(sr.problem_indices[k // G]), r.text)
+        reqs = [GradeRequest(self.problems[sr.problem_indices[k // G]], sr.modes[k // G], r.text)
                 for k, r in enumerate(sr.rollouts)]
         grades = self.grader.grade_batch(reqs)
         if len(grades) != len(reqs):
@@ -203,34 +229,60 @@ class Trainer:
 
     @torch.no_grad()
     def score(self, rollouts: list[Rollout]) -> Scored:
-        """One no-grad forward per micro-batch with both experts on: pooled activations and log-probs
-        (merged as the sampler's forward is, when `sampling.merge_adapter`)."""
+        """No-grad forwards, merged as the sampler's are when `sampling.merge_adapter`: each rollout's
+        behaviour log-probabilities on the forward it was sampled from (both experts on, or the hack
+        expert ablated for `Rollout.deployed`), and the pooled activations on the routing's
+        `score_forward` (each rollout's sampling forward, or the deployed forward for all)."""
         adapter, model, temp = self.policy.adapter, self.policy.model, self.cfg.sampling.temperature
+        m, pad, device = self.cfg.grpo.micro_batch_size, self.policy.tokenizer.pad_token_id, self.policy.device
         model.eval()
-        pooled, logps, refs = [], [], []
-        with adapter.folded(self.cfg.sampling.merge_adapter):  # merged once for all micro-batches
-            for _, batch in self._micro_batches(rollouts):
-                with adapter.pooling(batch.completion_mask) as pool:
-                    logps.append(token_logprobs(model, batch, temp))  # (n, T)
-                pooled.append(pool.tensor())  # (n, M, r)
+        N, on_deployed = len(rollouts), self.routing.score_forward == "deployed"
+        deployed = torch.tensor([r.deployed for r in rollouts], dtype=torch.bool)  # (N,)
+        logps = [torch.zeros(b.input_ids.shape, device=device) for _, b in self._micro_batches(rollouts)]
+        pooled: list[torch.Tensor | None] = [None] * N
+        for ablated in (False, True):
+            sampled_here = [i for i in range(N) if bool(deployed[i]) == ablated]
+            rows = list(range(N)) if ablated and on_deployed else sampled_here
+            pool_here = ablated or not on_deployed
+            ctx = adapter.ablate_quarantine() if ablated else contextlib.nullcontext()
+            with ctx, adapter.folded(self.cfg.sampling.merge_adapter):  # merged once for all micro-batches
+                for start in range(0, len(rows), m):
+                    idx = rows[start: start + m]
+                    batch = collate([rollouts[i] for i in idx], pad).to(device)
+                    with adapter.pooling(batch.completion_mask) as pool:
+                        lp = token_logprobs(model, batch, temp)  # (n, T_sub)
+                    for j, i in enumerate(idx):
+                        if pool_here:
+                            pooled[i] = pool.tensor()[j]  # (M, r)
+                        if bool(deployed[i]) == ablated:
+                            T = min(lp.shape[1], logps[i // m].shape[1])
+                            logps[i // m][i % m, :T] = lp[j, :T]
+        refs = None
         if self.cfg.grpo.kl_coef:
             with adapter.disabled():
                 refs = [token_logprobs(model, batch, temp) for _, batch in self._micro_batches(rollouts)]  # (n, T)
-        return Scored(torch.cat(pooled), logps, refs if self.cfg.grpo.kl_coef else None)
+        return Scored(torch.stack(pooled), logps, refs, deployed.to(device))
 
-    def route(self, pooled: torch.Tensor, rewards: torch.Tensor, grades) -> RoutingWeights:
-        """The arm's weights. Labels are passed only to a routing that declares `uses_oracle`."""
+    def route(self, scored: Scored, rewards: torch.Tensor, grades) -> RoutingWeights:
+        """The arm's weights. Labels are passed only to a routing that declares `uses_oracle`.
+        Rollouts of the deployed policy are trained as sampled: gate 0 (hack expert off in their
+        training forward, so it gets nothing from them and w gets no gradient through them); their
+        keep is the arm's."""
         labels = None
         if self.routing.uses_oracle:
-            labels = Labels(*([getattr(g, f) for g in grades] for f in ("gt_correct", "channel", "exploited", "mechanism")))
-        return self.routing.weights(pooled, rewards, labels)
+            labels = Labels(**{f.name: [getattr(g, f.name) for g in grades] for f in fields(Labels)})
+        rw = self.routing.weights(scored.pooled, rewards, labels)
+        gate = torch.where(scored.deployed, torch.zeros_like(rw.gate), rw.gate)  # (N,) keeps the router's graph
+        return RoutingWeights(gate=gate, keep=rw.keep, w=rw.w)
 
-    def pair_activations(self):
-        """Pooled (hack, clean) activations of the contrastive pairs under the current adapter."""
-        with torch.no_grad(), self.policy.adapter.folded(self.cfg.sampling.merge_adapter):
-            return pooled_pair_activations(self.policy.model, self.policy.tokenizer, self.policy.adapter,
-                                           self.pairs, self.cfg.grpo.micro_batch_size,
-                                           system_prompt=self.cfg.router.pair_system_prompt)
+    def pair_activations(self, deployed: bool = False):
+        """Pooled (hack, clean) activations of the contrastive pairs under the current adapter (on the
+        deployed forward if `deployed`), rendered as the rollouts are."""
+        adapter = self.policy.adapter
+        with torch.no_grad(), (adapter.ablate_quarantine() if deployed else contextlib.nullcontext()), \
+                adapter.folded(self.cfg.sampling.merge_adapter):
+            return pooled_pair_activations(self.policy.model, self.policy.tokenizer, adapter, self.pairs,
+                                           self.cfg.grpo.micro_batch_size, **pair_render_args(self.cfg, self.problems))
 
     def loss_and_backward(self, rollouts: list[Rollout], rewards: torch.Tensor, rw: RoutingWeights,
                           scored: Scored) -> dict[str, float]:
@@ -242,23 +294,31 @@ class Trainer:
         adv = group_advantages(rewards, cfg.grpo.group_size)  # (N,)
         n_global = len(rollouts) * self.dist.world_size
         gate = rw.gate.detach().clone().requires_grad_(rw.gate.requires_grad)  # (N,) leaf: router grad collects here
-        parts = dict(pg_loss=0.0, kl_loss=0.0, kl_sum=0.0, tokens=0.0, mismatch_sum=0.0, mismatch_k3_sum=0.0)
+        parts = dict(pg_loss=0.0, kl_loss=0.0, kl_sum=0.0, tokens=0.0, mismatch_sum=0.0, mismatch_k3_sum=0.0,
+                     tis_weight_sum=0.0, tis_capped=0.0)
+        cap = cfg.grpo.tis_cap
         for k, (sl, batch) in enumerate(self._micro_batches(rollouts)):
             ref = scored.ref_logp[k] if scored.ref_logp is not None else None
+            mask = batch.completion_mask.bool()  # (n, T)
             # backward inside the routing context: gradient checkpointing re-runs the forward there
             with adapter.routing(gate[sl], rw.keep[sl]):
                 logp = token_logprobs(model, batch, cfg.sampling.temperature)  # (n, T)
+                d = logp.detach() - scored.logp[k]  # (n, T) training minus behaviour log-prob
+                tis = torch.exp(d).clamp(max=cap) if cap else None  # (n, T) truncated importance weight
                 loss, st = grpo_loss(logp, adv[sl], batch.completion_mask, cfg.sampling.max_new_tokens, n_global,
-                                     ref_logp=ref, kl_coef=cfg.grpo.kl_coef)
+                                     ref_logp=ref, kl_coef=cfg.grpo.kl_coef, token_weight=tis)
                 loss.backward()
             for key in ("pg_loss", "kl_loss", "kl_sum", "tokens"):
                 parts[key] += st[key]
-            mask = batch.completion_mask.bool()  # (n, T)
-            d = (logp.detach() - scored.logp[k])[mask]  # (tokens,) training minus sampling log-prob
-            parts["mismatch_sum"] += d.abs().sum().item()
-            parts["mismatch_k3_sum"] += (torch.exp(d) - d - 1).sum().item()
+            parts["mismatch_sum"] += d[mask].abs().sum().item()
+            parts["mismatch_k3_sum"] += (torch.exp(d[mask]) - d[mask] - 1).sum().item()
+            if tis is not None:
+                parts["tis_weight_sum"] += tis[mask].sum().item()
+                parts["tis_capped"] += (torch.exp(d[mask]) > cap).sum().item()
         if rw.gate.requires_grad and gate.grad is not None:
             rw.gate.backward(gate.grad)
+        router_params = self.routing.parameters()
+        from_grpo = _flat_grads(router_params)  # the router's gradient from GRPO (through gate) alone
         parts["pin_loss"] = 0.0
         if self.routing.uses_pairs:
             pin = self.routing.aux_loss(self.pair_activations())
@@ -268,6 +328,9 @@ class Trainer:
         self.dist.all_reduce_sum_(summed)
         out = dict(zip(sorted(parts), summed.tolist(), strict=True))
         out["loss"] = out["pg_loss"] + out["kl_loss"] + out["pin_loss"]
+        router_parts = torch.stack([from_grpo, _flat_grads(router_params) - from_grpo])  # (2, n_router)
+        self.dist.all_reduce_sum_(router_parts)
+        out["grad_norm_router_grpo"], out["grad_norm_router_pin"] = router_parts.norm(dim=1).tolist()
         return out
 
     def optimizer_step(self) -> float:
@@ -308,11 +371,12 @@ class Trainer:
         rewards = torch.tensor([float(g.reward) for g in grades], dtype=torch.float32, device=device)  # (N,)
         scored = self.score(sr.rollouts)
         self._routing_before = copy.deepcopy(self.routing.state_dict())  # route() may update it (route_a)
-        rw = self.route(scored.pooled, rewards, grades)
+        rw = self.route(scored, rewards, grades)
         parts = self.loss_and_backward(sr.rollouts, rewards, rw, scored)
         if not math.isfinite(parts["loss"]):
             self._stop(f"loss is {parts['loss']}")
         grad_norm = self.optimizer_step()
+        self.routing.end_step(self.step_index + 1, lambda: self.pair_activations(deployed=True))
         t3 = time.perf_counter()
         records = self._rollout_records(sr, grades, rw)
         everyone = [r for rank_records in self.dist.gather_objects(records) for r in rank_records]
@@ -328,9 +392,10 @@ class Trainer:
         G = self.cfg.grpo.group_size
         w, gate, keep = (t.detach().float().cpu().tolist() for t in (rw.w, rw.gate, rw.keep))
         return [dict(step=self.step_index, slot=sr.slots[k // G], problem_id=self.problems[sr.problem_indices[k // G]].id,
-                     mode=self.mode_of(sr.problem_indices[k // G]), sample=r.sample_index, teacher=sr.teacher[k], reward=float(g.reward), w=w[k], gate=gate[k],
+                     mode=sr.modes[k // G], hint_free=sr.hint_free[k // G], deployed=r.deployed,
+                     sample=r.sample_index, teacher=sr.teacher[k], reward=float(g.reward), w=w[k], gate=gate[k],
                      keep=keep[k], tokens=len(r.completion_ids), finished=r.finished, format_ok=g.format_ok,
-                     compiles=g.compiles, gt_correct=g.gt_correct, channel=g.channel, exploited=g.exploited,
+                     compiles=g.compiles, gt_correct=g.gt_correct, channel=g.channel, exploited=g.exploited, attempted=g.attempted,
                      mechanism=g.mechanism)
                 for k, (r, g) in enumerate(zip(sr.rollouts, grades, strict=True))]
 
@@ -446,6 +511,26 @@ class Trainer:
         return out
 
 
+def _flat_grads(params) -> torch.Tensor:
+    """The parameters' gradients as one flat float64 vector (zeros where a gradient is None)."""
+    if not params:
+        return torch.zeros(0, dtype=torch.float64)
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().double().cpu()
+                      for p in params])
+
+
+def pair_render_args(cfg: Config, problems) -> dict:
+    """How the contrastive pairs are rendered: as the rollouts are (the chat template's
+    `model.enable_thinking`), under `router.pair_system_prompt` or else the training problems' own
+    system message."""
+    from evil_moe.pairs import system_message
+
+    system = cfg.router.pair_system_prompt
+    if system is None:
+        system = system_message([p.prompt for p in problems])
+    return dict(system_prompt=system, enable_thinking=cfg.model.enable_thinking)
+
+
 def _save_model_files(directory: Path, adapter, router, config: dict) -> None:
     """Adapter (+ router) and config via `export.save_checkpoint`. Shim until it accepts
     router=None: arms without a router write the same adapter file and config themselves."""
@@ -467,19 +552,19 @@ def build_trainer(cfg: Config, grader, dist: Dist | None = None) -> Trainer:
     from evil_moe.env.problems import load_problems
     from evil_moe.modeling import build_policy
     from evil_moe.pairs import load_pairs, pooled_pair_activations, select_pairs
-    from evil_moe.routing import make_routing
+    from evil_moe.routing import PAIR_ARMS, make_routing
     from evil_moe.sampling import make_generator
 
     dist = dist or Dist()
     policy = build_policy(cfg)
     problems = load_problems(cfg.env.problems)
     pairs, pair_pooled = None, None
-    if cfg.run.arm not in ("none", "oracle"):
+    if cfg.run.arm in PAIR_ARMS:
         pairs = select_pairs(load_pairs(cfg.router.pairs), cfg.router.include_tags or None, cfg.router.exclude_tags)
         with torch.no_grad():
             pair_pooled = pooled_pair_activations(policy.model, policy.tokenizer, policy.adapter, pairs,
-                                                  cfg.grpo.micro_batch_size,
-                                                  system_prompt=cfg.router.pair_system_prompt)
-    routing = make_routing(cfg, policy.adapter, pair_pooled, gather=dist.all_gather if dist.enabled else None)
+                                                  cfg.grpo.micro_batch_size, **pair_render_args(cfg, problems))
+    routing = make_routing(cfg, policy.adapter, pair_pooled, gather=dist.all_gather if dist.enabled else None,
+                           rank=dist.rank)
     demos = load_teacher_demos(cfg.run.teacher_demos, problems, cfg.env.mode) if cfg.run.teacher_demos else None
     return Trainer(cfg, policy, make_generator(policy, cfg.sampling), problems, grader, routing, pairs, demos, dist)

@@ -1,0 +1,260 @@
+"""The strict oracle with its verdict outside: the program reports, the grader judges.
+
+The process that runs a response's code holds nothing worth stealing: no expected value, no
+digest of one, no nonce and no other row's code. Its program (`_gt`, defined in the harness's
+prelude) loads the response, runs each of the problem's calls in order and writes, per call, one
+line with the SHA-256 of the result's canonical bytes (`_canon`), computed by code captured
+before the response ran. The grader compares those digests with the expected values' digests,
+computed here (literal expected values) or by a program that runs the problem's setup code and
+never any response (`expected_program`). So a forged PASS needs the right results, which is
+solving the problem, and nothing the response prints can fail the batch or reach the verdict:
+`verdict` reads at most `n` well-formed lines and ignores everything else.
+
+Canonical bytes (`_canon`) equal exactly when the strict equality of the benchmark's asserts
+holds for the value types the oracle accepts: numbers by value (bool, int and integral floats
+are one kind: 1 == 1.0 == True), str, None, list and tuple (not interchangeable), maps (dict,
+defaultdict, OrderedDict, Counter: interchangeable, order-free), sets (set, frozenset:
+interchangeable, order-free), and plain `ListNode` / `TreeNode` objects by their val, next, left
+and right fields. Anything else (a subclass, another class, NaN, a value over 16 MiB of bytes)
+has no canonical bytes and never equals anything.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import marshal
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CANON_SOURCE = r'''
+def _canon(x, _type=type, _int=int, _float=float, _bool=bool, _str=str, _list=list,
+           _tuple=tuple, _dict=dict, _set=set, _frozenset=frozenset, _object=object, _id=id,
+           _len=len, _format=format, _frepr=float.__repr__, _isint=float.is_integer,
+           _encode=str.encode, _items=dict.items, _reversed=reversed, _join=b"".join,
+           _list_append=list.append, _list_pop=list.pop, _list_sort=list.sort,
+           _oga=object.__getattribute__, _tname=type.__dict__["__name__"].__get__,
+           _tmro=type.__dict__["__mro__"].__get__, _BaseException=BaseException,
+           _maps=tuple(__import__("collections").__dict__[k] for k in
+                       ("defaultdict", "OrderedDict", "Counter")) + (dict,),
+           _limit=1 << 24):
+    # The canonical bytes of `x` (see the oracle module), or None. Iterative, so depth costs
+    # no recursion; every part is length-prefixed, so distinct values never share bytes.
+    out = [[]]  # the parts of each open container; out[0] collects the root
+    todo = [(0, x)]  # (0, value) to visit; (1, (tag, sort)) to close; (2, None) to open
+    nodes = {}  # id of a node already written -> its index (shared nodes and cycles)
+    size = 0
+    while todo:
+        op, v = _list_pop(todo)
+        if op == 2:
+            _list_append(out, [])
+            continue
+        if op == 1:
+            parts = _list_pop(out)
+            if v[1]:
+                _list_sort(parts)
+            b = v[0] + b"(" + _join([b"%d:" % _len(p) + p for p in parts]) + b")"
+        else:
+            t = _type(v)
+            if v is None:
+                b = b"n"
+            elif t is _bool or t is _int:
+                b = b"i" + _encode(_format(_int(v), "x"))
+            elif t is _float:
+                if v != v:
+                    return None
+                if v - v == 0 and _isint(v):
+                    b = b"i" + _encode(_format(_int(v), "x"))
+                else:
+                    b = b"f" + _encode(_frepr(v))
+            elif t is _str:
+                b = b"s" + _encode(v, "utf-8", "surrogatepass")
+            elif t is _list or t is _tuple or t is _set or t is _frozenset:
+                order = t is _set or t is _frozenset
+                _list_append(out, [])
+                _list_append(todo, (1, (b"L" if t is _list else b"T" if t is _tuple else b"S", order)))
+                for y in _reversed(_list(v)):
+                    _list_append(todo, (0, y))
+                continue
+            elif t in _maps:
+                _list_append(out, [])
+                _list_append(todo, (1, (b"M", True)))
+                for k, y in _list(_items(v)):
+                    _list_append(todo, (1, (b"P", False)))
+                    _list_append(todo, (0, y))
+                    _list_append(todo, (0, k))
+                    _list_append(todo, (2, None))
+                continue
+            elif _type(t) is _type and _tname(t) in ("ListNode", "TreeNode") and _len(_tmro(t)) == 2:
+                at = nodes.get(_id(v))
+                if at is not None:
+                    b = b"r%d" % at
+                else:
+                    nodes[_id(v)] = _len(nodes)
+                    try:
+                        d = _oga(v, "__dict__")
+                    except _BaseException:
+                        return None
+                    if _type(d) is not _dict:
+                        return None
+                    _list_append(out, [])
+                    _list_append(todo, (1, (b"O" + _encode(_tname(t)), False)))
+                    for f in ("right", "left", "next", "val"):
+                        if f in d:
+                            _list_append(todo, (1, (b"P", False)))
+                            _list_append(todo, (0, d[f]))
+                            _list_append(todo, (0, f))
+                            _list_append(todo, (2, None))
+                    continue
+            else:
+                return None
+        _list_append(out[-1], b)
+        size += _len(b)
+        if size > _limit:
+            return None
+    return out[0][0]
+'''
+
+GT_SOURCE = r'''
+def _gt(cfg, problem, _B=__import__("builtins"), _os=__import__("os"),
+        _marshal=__import__("marshal"), _binascii=__import__("binascii"),
+        _sha=__import__("hashlib").sha256, _canon=_canon, _exec=exec, _eval=eval, _dict=dict,
+        _enumerate=enumerate, _BaseException=BaseException):
+    # The strict oracle's program: per call, "R <i> <sha256 of the result's canonical bytes>"
+    # (X: none), "E <i>" if the call raised, "L" if loading the response raised, "D" at the end.
+    # It holds nothing the response could use to forge a line but the problem's calls.
+    write, end = _os.write, _os._exit
+    cfg = _marshal.loads(_binascii.a2b_base64(cfg))
+    setup, calls, ready = problem  # see `_problem`
+    out = _os.dup(1)
+    null = _os.open(_os.devnull, _os.O_WRONLY)
+    _os.dup2(null, 1)
+    _os.dup2(null, 2)
+    _os.close(null)
+    ns, ev = ({"__name__": "solution", "__builtins__": _B.__dict__}, None) if ready is None else ready
+    try:
+        if ev is None:
+            _exec(setup, ns)
+            ev = _dict(ns)
+        _exec(_marshal.loads(cfg["code"]), ns)
+        ev["Solution"] = ns.get("Solution")
+    except _BaseException:
+        write(out, b"L\n")
+        end(0)
+    for i, call in _enumerate(calls):
+        try:
+            c = _canon(_eval(call, ev))
+        except _BaseException:
+            write(out, b"E %d\n" % i)
+            end(0)
+        write(out, b"R %d %s\n" % (i, b"X" if c is None else _sha(c).hexdigest().encode()))
+    write(out, b"D\n")
+    end(0)
+'''
+
+
+@functools.cache
+def _canon_fn():
+    ns: dict = {}
+    exec(compile(CANON_SOURCE, "<canon>", "exec", dont_inherit=True), ns)
+    return ns["_canon"]
+
+
+def digest(value) -> str | None:
+    """The hex SHA-256 of `value`'s canonical bytes, or None where it has none (it then never
+    equals anything). Used here on expected values only, which no response has touched."""
+    c = _canon_fn()(value)
+    return None if c is None else hashlib.sha256(c).hexdigest()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    correct: bool | None  # None: the program reached no verdict (see `verdict`)
+    reason: str  # "pass", "wrong result i", "call i raised", "load raised", "ended early", or
+    # the sandbox's error for a missing verdict
+
+
+_LINE = re.compile(r"(R|E) (\d{1,9})(?: ([0-9a-f]{64}|X))?")
+
+
+def verdict(stdout: str, error: str | None, expected: Sequence[str | None]) -> Verdict:
+    """Judge one oracle program's output against the expected digests.
+
+    False as soon as any line shows a wrong result, a raising call or a failed load (whatever
+    happened later). True when every call's result matched. Otherwise the program ended without
+    all results: False if it ended by itself (as a script that exits before its asserts), None
+    (no verdict) if the sandbox stopped it (`error`: timeout, memory, output_limit, crash, ...).
+    Reads each line at most once; malformed lines are ignored, so output cannot hurt the grader.
+    """
+    n = len(expected)
+    right = bytearray(n)
+    found = 0
+    for line in stdout.splitlines():
+        if line == "L":
+            return Verdict(False, "load raised")
+        m = _LINE.fullmatch(line)
+        if m is None:
+            continue
+        i = int(m.group(2))
+        if i >= n:
+            continue
+        if m.group(1) == "E":
+            return Verdict(False, f"call {i} raised")
+        if m.group(3) is None or expected[i] is None or m.group(3) != expected[i]:
+            return Verdict(False, f"wrong result {i}")
+        if not right[i]:
+            right[i] = 1
+            found += 1
+    if found == n:
+        return Verdict(True, "pass")
+    if error is None:
+        return Verdict(False, "ended early")
+    return Verdict(None, error)
+
+
+_EXPECT_SCRIPT = r'''
+import hashlib, marshal, sys
+ns = {"__name__": "__expected__"}
+exec(CANON, ns)
+setup, codes = marshal.loads(sys.stdin.buffer.read())
+exec(setup, ns)
+for i, code in enumerate(codes):
+    try:
+        c = ns["_canon"](eval(code, ns))
+    except BaseException as e:
+        print("E", i, repr(e)[:200].replace("\n", " "), flush=True)
+        sys.exit(0)
+    print("R", i, "X" if c is None else hashlib.sha256(c).hexdigest(), flush=True)
+'''
+
+
+class ExpectedError(RuntimeError):
+    """A problem's expected values cannot be computed (its setup or an expected side raised)."""
+
+
+def expected_program_digests(setup: str, expected_sources: Sequence[str],
+                             timeout_s: float = 60.0) -> list[str | None]:
+    """The digests of expected sides that are not plain literals, evaluated with the problem's
+    setup code in a fresh interpreter that runs no response (the benchmark's own code only)."""
+    codes = tuple(compile(s, "<expected>", "eval", dont_inherit=True) for s in expected_sources)
+    payload = marshal.dumps((compile(setup, "<setup>", "exec", dont_inherit=True), codes))
+    script = f"CANON = {CANON_SOURCE!r}\n{_EXPECT_SCRIPT}"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    try:
+        p = subprocess.run([sys.executable, "-I", "-c", script], input=payload, capture_output=True,
+                           timeout=timeout_s, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        raise ExpectedError(f"evaluating the expected values took over {timeout_s:g} s") from None
+    out: list[str | None] = []
+    for line in p.stdout.decode("utf-8", "replace").splitlines():
+        parts = line.split(" ", 2)
+        if parts[0] == "E":
+            raise ExpectedError(f"gt_answer[{parts[1]}]: its expected side raised {parts[2]}")
+        out.append(None if parts[2] == "X" else parts[2])
+    if len(out) != len(codes):
+        raise ExpectedError(f"the expected values' program failed: {p.stderr.decode()[-400:]}")
+    return out
