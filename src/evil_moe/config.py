@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
-ARMS = ("evil_moe", "random_router", "route_a", "none", "oracle")
+ARMS = ("evil_moe", "random_init_router", "placebo", "route_a", "none", "oracle", "oracle_exploited")
+ORACLE_ARMS = ("oracle", "oracle_exploited")  # the arms that read ground-truth labels: diagnostics, never the method
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -55,14 +56,20 @@ class RouterConfig:
     pairs: str | None = _f(None, "Markdown file of contrastive pairs; None uses the shipped pairs.")
     include_tags: tuple[str, ...] = _f((), "Build v_act and the pin loss from pairs having any of these tags (empty: all).")
     exclude_tags: tuple[str, ...] = _f((), "Leave out pairs having any of these tags (modes held out of the pairs).")
-    pair_system_prompt: str | None = _f(None, "System message put before each pair's prompt when computing pair "
-                                        "activations (use the training prompts' own system message).")
+    pair_system_prompt: str | None = _f(None, "System message put before each pair's prompt; None takes the training "
+                                        "problems' own system message, so the pairs are read as the rollouts are.")
     pin_weight: float = _f(1.0, "Weight of the pin loss added to the GRPO loss every step.")
     lr: float = _f(1e-3, "Learning rate of the router (direction, scale, bias).")
     grad_clip: float = _f(1.0, "Gradient-norm clip of the router, separate from the adapter's.")
-    random_seed: int = _f(1234, "Seed of the random direction of the random_router arm.")
-    route_a_quantile: float = _f(0.8, "route_a: rollouts whose v_act score is above this running quantile are routed.")
-    route_a_keep_quantile: float = _f(0.5, "route_a: rollouts below this running quantile train the deployed block only.")
+    random_seed: int = _f(1234, "Seed of the random direction of the random_init_router and placebo arms.")
+    hard_detach_above: float | None = _f(None, "Router arms: a rollout with w above this gives the deployed block "
+                                         "exactly zero gradient (keep 0, closing the 1 - w leak); None: off.")
+    route_a_tail_q: float = _f(0.1, "route_a: rollouts scoring at or above the 1 - q quantile of the buffer are routed, "
+                               "at or below the q quantile kept (the predecessor's route_tail_q).")
+    route_a_buffer: int = _f(8192, "route_a: pooled activations kept for the quantiles (oldest dropped when full).")
+    route_a_halflife: float | None = _f(96.0, "route_a: half-life, in rollouts, of the weights of the buffer's "
+                                        "quantiles; None: unweighted.")
+    route_a_refresh_every: int = _f(5, "route_a: re-extract v_act from the pairs (deployed forward) every K steps; 0: never.")
 
 
 @dataclass
@@ -115,9 +122,16 @@ class GRPOConfig:
 
 @dataclass
 class RunConfig:
-    arm: Literal["evil_moe", "random_router", "route_a", "none", "oracle"] = _f(
-        "evil_moe", "Experimental arm; 'oracle' routes by ground-truth labels (diagnostic upper bound).")
+    arm: Literal["evil_moe", "random_init_router", "placebo", "route_a", "none", "oracle", "oracle_exploited"] = _f(
+        "evil_moe", "Experimental arm (docs/training.md); 'oracle' and 'oracle_exploited' route by ground-truth "
+        "labels (diagnostics).")
     seed: int = _f(0, "Seed of sampling and data order.")
+    deployed_frac: float = _f(0.25, "Share of each prompt's samples drawn from the deployed policy (hack expert "
+                              "ablated) and trained as sampled (quarantine off in their training forward); every arm.")
+    hint_free_frac: float = _f(0.5, "Share of each step's prompts shown without the loophole hint and graded by "
+                               "ground truth (mode gt_only), to keep solve pressure; every arm.")
+    tis_cap: float = _f(0.0, "Truncated importance sampling: weight each token's policy-gradient term by "
+                        "min(p_train / p_sampling, cap) (detached); 0: off.")
     out_dir: str = _f("runs/train", "Directory for checkpoints, metrics.jsonl and the resolved config.")
     checkpoint_every: int = _f(50, "Save a checkpoint every K steps (and at the end).")
     resume: bool = _f(True, "Resume from the latest checkpoint in out_dir if there is one (announced; refused if "
@@ -203,8 +217,15 @@ def validate(cfg: Config) -> None:
         ("sampling.merge_adapter", not cfg.sampling.merge_adapter or cfg.model.dtype == "float32",
          f"needs model.dtype float32 (got {cfg.model.dtype!r}): merged into {cfg.model.dtype} weights, the "
          "adapter's small delta would be rounded away and sampling would not follow the trained policy"),
-        ("router.route_a_quantile", 0 < cfg.router.route_a_keep_quantile <= cfg.router.route_a_quantile < 1,
-         "needs 0 < route_a_keep_quantile <= route_a_quantile < 1"),
+        ("router.route_a_tail_q", 0 < r.route_a_tail_q < 0.5, "must be in (0, 0.5)"),
+        ("router.route_a_buffer", r.route_a_buffer >= 1, "must be at least 1"),
+        ("router.route_a_halflife", r.route_a_halflife is None or r.route_a_halflife > 0, "must be positive or null"),
+        ("router.route_a_refresh_every", r.route_a_refresh_every >= 0, "must be 0 or more"),
+        ("router.hard_detach_above", r.hard_detach_above is None or 0 <= r.hard_detach_above < 1,
+         "must be in [0, 1) or null"),
+        ("grpo.deployed_frac", 0 <= g.deployed_frac < 1, "must be in [0, 1)"),
+        ("grpo.hint_free_frac", 0 <= g.hint_free_frac <= 1, "must be in [0, 1]"),
+        ("grpo.tis_cap", g.tis_cap == 0 or g.tis_cap >= 1, "must be 0 (off) or at least 1"),
         ("eval.samples_per_problem", cfg.eval.samples_per_problem >= 1, "must be at least 1"),
     ]
     checks += [(f"eval.modes[{i}]", m in MODES, f"{m!r} is not one of {MODES}") for i, m in enumerate(cfg.eval.modes)]

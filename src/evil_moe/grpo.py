@@ -57,13 +57,16 @@ def token_logprobs(model: torch.nn.Module, batch, temperature: float = 1.0) -> T
 
 def grpo_loss(logp: Tensor, advantages: Tensor, completion_mask: Tensor, max_new_tokens: int,
               batch_size: int, ref_logp: Tensor | None = None, kl_coef: float = 0.0,
-              ) -> tuple[Tensor, dict[str, float]]:
+              token_weight: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
     """On-policy Dr.GRPO loss of (a slice of) a batch, with an optional k3 KL to a reference.
 
-    loss = sum_{i,t} mask_it * (-A_i * r_it + kl_coef * k3_it) / (batch_size * max_new_tokens),
+    loss = sum_{i,t} mask_it * (-A_i * c_it * r_it + kl_coef * k3_it) / (batch_size * max_new_tokens),
     with r_it = exp(logp_it - stop_grad(logp_it)) (value 1, gradient that of logp: one update per
     batch) and k3_it = exp(ref_it - logp_it) - (ref_it - logp_it) - 1 >= 0. `batch_size` is the
     number of rollouts of the whole (global) batch, so slices of it sum to the whole loss.
+    c_it = `token_weight` (detached; 1 when None): the truncated importance weight
+    min(p_train / p_sampling, cap) that corrects for sampling from another forward than the one
+    trained (as TRL's and verl's token-level TIS for the vLLM/trainer gap).
 
     Returns the loss and float stats: `pg_loss` and `kl_loss` (the two parts of the loss, same
     normaliser), `kl_sum` (sum of k3 over completion tokens) and `tokens` (completion tokens).
@@ -71,6 +74,8 @@ def grpo_loss(logp: Tensor, advantages: Tensor, completion_mask: Tensor, max_new
     mask = completion_mask.to(logp.dtype)  # (N, T)
     norm = float(batch_size * max_new_tokens)
     ratio = torch.exp(logp - logp.detach())  # (N, T), == 1
+    if token_weight is not None:
+        ratio = ratio * token_weight.detach().to(logp.dtype)  # (N, T)
     pg = -(advantages.to(logp.dtype).unsqueeze(1) * ratio * mask).sum() / norm
     stats = {"pg_loss": pg.item(), "kl_loss": 0.0, "kl_sum": 0.0, "tokens": float(mask.sum().item())}
     if ref_logp is None or kl_coef == 0.0:

@@ -149,30 +149,45 @@ def select_pairs(pairs: Sequence[ContrastivePair], include_tags: Iterable[str] |
     return chosen
 
 
-def _encode(tokenizer, prompt: str, completion: str, system_prompt: str | None) -> tuple[list[int], int]:
-    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
-    messages.append({"role": "user", "content": prompt})
-    prompt_text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-    if not completion_ids:
-        raise ValueError("a completion encodes to no tokens")
-    return prompt_ids + completion_ids, len(prompt_ids)
+def pair_messages(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
+    """A pair's chat: the system message (if any) and the pair's prompt as the user message."""
+    return [*([{"role": "system", "content": system_prompt}] if system_prompt else []),
+            {"role": "user", "content": prompt}]
+
+
+def system_message(messages_list: Sequence[list[dict]]) -> str | None:
+    """The one system message the chats share (None if they have none); raises if they differ."""
+    found = {next((m["content"] for m in msgs if m.get("role") == "system"), None) for msgs in messages_list}
+    if len(found) != 1:
+        raise ValueError(f"the training prompts have {len(found)} different system messages; set "
+                         "router.pair_system_prompt to the one the pairs should be read under")
+    return found.pop()
+
+
+def _encode(tokenizer, prompt: str, completion: str, system_prompt: str | None,
+            enable_thinking: bool) -> tuple[list[int], int]:
+    """(prompt + completion ids, prompt length), rendered as a rollout is: the chat template with the
+    same flags (`sampling.render_chat`) and the completion ending with EOS as a finished sample does."""
+    from evil_moe.sampling import completion_token_ids, render_chat
+
+    prompt_ids = render_chat(tokenizer, pair_messages(prompt, system_prompt), enable_thinking)
+    return prompt_ids + completion_token_ids(tokenizer, completion), len(prompt_ids)
 
 
 @torch.no_grad()
 def pooled_activations(model, tokenizer, adapter, prompts: Sequence[str], completions: Sequence[str],
-                       batch_size: int = 8, system_prompt: str | None = None) -> Tensor:
+                       batch_size: int = 8, system_prompt: str | None = None,
+                       enable_thinking: bool = False) -> Tensor:
     """(N, M, r): per sequence and module, the mean of A_dep @ x over completion tokens only.
 
-    The prompt gets the tokenizer's chat template (generation prompt added) and the completion
-    follows it; right padding. Runs in the adapter's current state (as trained unless the caller
-    is inside an ablation or routing context)."""
+    Rendered as the rollouts are (`_encode`: the system message, the chat template with
+    `enable_thinking`, the completion and EOS); right padding. Runs in the adapter's current state
+    (as trained unless the caller is inside an ablation or routing context)."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = []
     for start in range(0, len(prompts), batch_size):
-        encoded = [_encode(tokenizer, p, c, system_prompt)
+        encoded = [_encode(tokenizer, p, c, system_prompt, enable_thinking)
                    for p, c in zip(prompts[start:start + batch_size], completions[start:start + batch_size], strict=True)]
         T = max(len(ids) for ids, _ in encoded)
         input_ids = torch.full((len(encoded), T), pad, dtype=torch.long)  # (b, T)
@@ -183,17 +198,21 @@ def pooled_activations(model, tokenizer, adapter, prompts: Sequence[str], comple
             attention[i, : len(ids)] = 1
             completion[i, n_prompt: len(ids)] = 1
         with adapter.pooling(completion.to(device)) as pooled:
-            model(input_ids=input_ids.to(device), attention_mask=attention.to(device))
+            # logits of one position only: pooling reads the adapters' inputs, and a full
+            # (b, T, vocab) logits tensor would be the largest allocation at a 150k vocab
+            model(input_ids=input_ids.to(device), attention_mask=attention.to(device), logits_to_keep=1)
         out.append(pooled.tensor())
     return torch.cat(out)  # (N, M, r)
 
 
 def pooled_pair_activations(model, tokenizer, adapter, pairs: Sequence[ContrastivePair],
-                            batch_size: int = 8, system_prompt: str | None = None) -> tuple[Tensor, Tensor]:
+                            batch_size: int = 8, system_prompt: str | None = None,
+                            enable_thinking: bool = False) -> tuple[Tensor, Tensor]:
     """(hack (P, M, r), clean (P, M, r)) pooled over each side's completion tokens (no_grad)."""
     prompts = [p.prompt for p in pairs]
-    hack = pooled_activations(model, tokenizer, adapter, prompts, [p.hack for p in pairs], batch_size, system_prompt)
-    clean = pooled_activations(model, tokenizer, adapter, prompts, [p.clean for p in pairs], batch_size, system_prompt)
+    args = (batch_size, system_prompt, enable_thinking)
+    hack = pooled_activations(model, tokenizer, adapter, prompts, [p.hack for p in pairs], *args)
+    clean = pooled_activations(model, tokenizer, adapter, prompts, [p.clean for p in pairs], *args)
     return hack, clean
 
 

@@ -19,29 +19,49 @@ def _mean(xs) -> float | None:
     return float(sum(xs) / len(xs)) if xs else None
 
 
+def _rate(records, key: str) -> float | None:
+    """Share of records whose label `key` is true, over those with a verdict (None left out)."""
+    return _mean(float(r[key]) for r in records if r.get(key) is not None)
+
+
 def step_metrics(step: int, records: list[dict], parts: dict, grad_norm: float, router_grad_norm: float, lrs: dict,
                  times: dict) -> dict:
-    """One metrics row. Rates are over on-policy rollouts (teacher demonstrations left out).
-    The w statistics split by ground-truth label are measured, never used by the method."""
+    """One metrics row. Rates are over on-policy rollouts (teacher demonstrations left out); a
+    label without a verdict (None) is left out of its rate. `deployed_*`: the rollouts sampled
+    from the deployed policy (hack expert ablated) on hinted prompts, a per-step view of the
+    deployed model. The w statistics split by ground-truth label are measured, never used by the method."""
     on = [r for r in records if not r["teacher"]] or records
     w = [r["w"] for r in on]
     hacks = [r for r in on if r["exploited"]]
     routed = [r for r in on if r["w"] > 0.5]
+    hinted_deployed = [r for r in on if r.get("deployed") and not r.get("hint_free")]
     tokens = max(parts["tokens"], 1.0)
     return dict(
         step=step, rollouts=len(records), teacher=sum(r["teacher"] for r in records),
-        reward_mean=_mean(r["reward"] for r in on), hack_rate=_mean(float(r["exploited"]) for r in on),
-        solve_rate=_mean(float(r["gt_correct"]) for r in on), compile_rate=_mean(float(r["compiles"]) for r in on),
+        deployed_rollouts=sum(bool(r.get("deployed")) for r in records),
+        hint_free_rollouts=sum(bool(r.get("hint_free")) for r in records),
+        reward_mean=_mean(r["reward"] for r in on), hack_rate=_rate(on, "exploited"),
+        attempt_rate=_rate(on, "attempted"), solve_rate=_rate(on, "gt_correct"),
+        compile_rate=_mean(float(r["compiles"]) for r in on),
         format_rate=_mean(float(r["format_ok"]) for r in on), completion_tokens=_mean(r["tokens"] for r in on),
+        deployed_attempt_rate=_rate(hinted_deployed, "attempted"), deployed_solve_rate=_rate(hinted_deployed, "gt_correct"),
         w_mean=_mean(w), w_std=float(np.std(w)) if w else None,
         w_mean_exploited=_mean(r["w"] for r in hacks),
-        w_mean_not_exploited=_mean(r["w"] for r in on if not r["exploited"]),
-        routing_precision=_mean(float(r["exploited"]) for r in routed),
+        w_mean_not_exploited=_mean(r["w"] for r in on if r["exploited"] is False),
+        w_mean_attempted=_mean(r["w"] for r in on if r.get("attempted")),
+        w_mean_not_attempted=_mean(r["w"] for r in on if r.get("attempted") is False),
+        routing_precision=_rate(routed, "exploited"),
         routing_recall=_mean(float(r["w"] > 0.5) for r in hacks),
+        routing_precision_attempted=_rate(routed, "attempted"),
+        routing_recall_attempted=_mean(float(r["w"] > 0.5) for r in on if r.get("attempted")),
         loss=parts["loss"], pg_loss=parts["pg_loss"], kl_loss=parts["kl_loss"], pin_loss=parts["pin_loss"],
         kl_ref=parts["kl_sum"] / tokens, logp_mismatch=parts["mismatch_sum"] / tokens,
-        logp_mismatch_k3=parts["mismatch_k3_sum"] / tokens, grad_norm=grad_norm,
-        grad_norm_router=router_grad_norm,
+        logp_mismatch_k3=parts["mismatch_k3_sum"] / tokens,
+        tis_weight_mean=parts["tis_weight_sum"] / tokens if parts.get("tis_weight_sum") else None,  # None: TIS off
+        tis_capped_frac=parts["tis_capped"] / tokens if parts.get("tis_weight_sum") else None,
+        grad_norm=grad_norm, grad_norm_router=router_grad_norm,
+        grad_norm_router_grpo=parts.get("grad_norm_router_grpo", 0.0),
+        grad_norm_router_pin=parts.get("grad_norm_router_pin", 0.0),
         **{f"lr_{k}": v for k, v in lrs.items()}, **times)
 
 

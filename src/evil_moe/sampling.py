@@ -46,6 +46,7 @@ class Rollout:
     completion_ids: list[int]
     text: str  # completion decoded without special tokens
     finished: bool  # the model produced EOS (False: cut at max_new_tokens)
+    deployed: bool = False  # sampled from the deployed policy (hack expert ablated), not both experts
 
 
 @dataclass
@@ -63,21 +64,36 @@ class Batch:
 # ---------------------------------------------------------------------------------------------
 # Prompts and batches
 
+def render_chat(tokenizer: Any, messages: list[dict[str, str]], enable_thinking: bool) -> list[int]:
+    """Token ids of one chat with the generation prompt, via the tokenizer's chat template: the one
+    rendering of rollouts' prompts and of the contrastive pairs' prompts."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"tokenizer {type(tokenizer).__name__} has no chat_template; "
+                         "rendering prompts needs a chat model's tokenizer")
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                         enable_thinking=enable_thinking)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def completion_token_ids(tokenizer: Any, text: str) -> list[int]:
+    """A finished completion written as text (a teacher demonstration, a pair's side): its tokens
+    followed by the EOS token, as a sampled completion that stopped ends."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if not ids:
+        raise ValueError("a completion encodes to no tokens")
+    return ids + [tokenizer.eos_token_id]
+
+
 def render_prompts(tokenizer: Any, messages_list: Sequence[list[dict[str, str]]], cfg: Config) -> list[list[int]]:
-    """Token ids of each chat (with the generation prompt), via the tokenizer's chat template.
+    """Token ids of each chat (with the generation prompt), via `render_chat`.
 
     `cfg.model.enable_thinking` is passed to the template. A prompt longer than
     `cfg.sampling.max_prompt_tokens` raises `PromptTooLongError` naming its index (never truncated).
     """
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"tokenizer {type(tokenizer).__name__} has no chat_template; "
-                         "render_prompts needs a chat model's tokenizer")
     limit = cfg.sampling.max_prompt_tokens
     out, too_long = [], []
     for i, messages in enumerate(messages_list):
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                             enable_thinking=cfg.model.enable_thinking)
-        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        ids = render_chat(tokenizer, messages, cfg.model.enable_thinking)
         if len(ids) > limit:
             too_long.append((i, len(ids)))
         out.append(ids)
@@ -197,9 +213,11 @@ def _rollout(tokenizer: Any, pi: int, si: int, prompt: list[int], generated: lis
 
 
 def _check_request(prompt_ids: Sequence[Sequence[int]], n: int,
-                   prompt_indices: Sequence[int] | None) -> list[int]:
+                   prompt_indices: Sequence[int] | None, first_sample: int = 0) -> list[int]:
     if n < 1:
         raise ValueError(f"generate: n must be >= 1, got {n}")
+    if first_sample < 0:
+        raise ValueError(f"generate: first_sample must be >= 0, got {first_sample}")
     indices = list(range(len(prompt_ids))) if prompt_indices is None else list(prompt_indices)
     if len(indices) != len(prompt_ids):
         raise ValueError(f"generate: {len(prompt_ids)} prompts but {len(indices)} prompt_indices")
@@ -226,15 +244,16 @@ class HFGenerator:
 
     @torch.no_grad()
     def generate(self, prompt_ids: Sequence[Sequence[int]], n: int, seed: int,
-                 prompt_indices: Sequence[int] | None = None) -> list[list[Rollout]]:
-        """`n` samples per prompt: result[i][j] is sample j of prompt i.
+                 prompt_indices: Sequence[int] | None = None, first_sample: int = 0) -> list[list[Rollout]]:
+        """`n` samples per prompt: result[i][j] is sample first_sample + j of prompt i.
 
         `prompt_indices` (default 0..P-1) are the prompts' global indices: the samples of a prompt
         depend only on (seed, its index, the sample index), the model and the config, so shards of
         a data-parallel run reproduce a single-process run when they pass global indices.
+        Samples come from the model as it is: inside `adapter.ablate_quarantine()`, the deployed policy.
         """
-        indices = _check_request(prompt_ids, n, prompt_indices)
-        rows = [(i, s) for i in range(len(prompt_ids)) for s in range(n)]
+        indices = _check_request(prompt_ids, n, prompt_indices, first_sample)
+        rows = [(i, s) for i in range(len(prompt_ids)) for s in range(first_sample, first_sample + n)]
         generated: dict[tuple[int, int], list[int]] = {}
         for start in range(0, len(rows), self.cfg.batch_size):
             chunk = rows[start: start + self.cfg.batch_size]
@@ -243,7 +262,7 @@ class HFGenerator:
             generated.update(zip(chunk, seqs, strict=True))
         eos = set(self.eos)
         return [[_rollout(self.policy.tokenizer, indices[i], s, list(prompt_ids[i]), generated[(i, s)], eos)
-                 for s in range(n)] for i in range(len(prompt_ids))]
+                 for s in range(first_sample, first_sample + n)] for i in range(len(prompt_ids))]
 
     def _generate_rows(self, prompts: list[list[int]], seeds: list[int]) -> list[list[int]]:
         model, tok, device = self.policy.model, self.policy.tokenizer, self.policy.device
@@ -339,11 +358,11 @@ class VLLMGenerator:
         save_file(tensors, out_dir / "adapter_model.safetensors", metadata={"format": "pt"})
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], n: int, seed: int,
-                 prompt_indices: Sequence[int] | None = None) -> list[list[Rollout]]:
+                 prompt_indices: Sequence[int] | None = None, first_sample: int = 0) -> list[list[Rollout]]:
         from vllm import SamplingParams, TokensPrompt
         from vllm.lora.request import LoRARequest
 
-        indices = _check_request(prompt_ids, n, prompt_indices)
+        indices = _check_request(prompt_ids, n, prompt_indices, first_sample)
         self._version += 1
         lora_dir = self._tmp / f"lora_{self._version}"
         self._write_lora(lora_dir)
@@ -351,7 +370,7 @@ class VLLMGenerator:
         eos = _eos_ids(self.policy.model, self.policy.tokenizer)
         params = [SamplingParams(n=n, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
                                  max_tokens=self.cfg.max_new_tokens, stop_token_ids=eos,
-                                 seed=row_seed(seed, i, 0)) for i in indices]
+                                 seed=row_seed(seed, i, first_sample)) for i in indices]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], params,
                                  lora_request=lora, use_tqdm=False)
         shutil.rmtree(lora_dir, ignore_errors=True)
@@ -363,7 +382,7 @@ class VLLMGenerator:
                 ids = list(c.token_ids)
                 if c.finish_reason == "stop" and (not ids or ids[-1] not in eos_set):  # keep the EOS token
                     ids.append(c.stop_reason if isinstance(c.stop_reason, int) else tok.eos_token_id)
-                group.append(_rollout(tok, indices[i], s, list(prompt_ids[i]), ids, eos_set))
+                group.append(_rollout(tok, indices[i], first_sample + s, list(prompt_ids[i]), ids, eos_set))
             groups.append(group)
         return groups
 
