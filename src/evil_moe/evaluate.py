@@ -229,8 +229,10 @@ def evaluate_policy(policy: Any, cfg: Config, out_dir: str | Path, *, states: Se
     diagnostics. Returns the results dict, whose "final_line" is the headline.
     """
     from evil_moe.env.problems import load_problems
+    from evil_moe.preflight import check_overlap
     from evil_moe.report import read_jsonl, write_report
 
+    shared = check_overlap(cfg)  # evaluation problems that are training problems: refused unless allowed
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     problems = load_problems(cfg.eval.problems)
@@ -249,6 +251,8 @@ def evaluate_policy(policy: Any, cfg: Config, out_dir: str | Path, *, states: Se
         f.writelines(json.dumps(r) + "\n" for r in records)
     results = summarize(records, cfg, sections, len(problems), str(cfg.eval.problems or "shipped problems"),
                         checkpoint)
+    results["eval"]["problems_are_training_problems"] = shared > 0  # stated in the report
+    results["eval"]["training_problems_evaluated"] = shared
     metrics = rollouts = None
     if run_dir is not None:
         run = Path(run_dir)
@@ -263,6 +267,21 @@ def default_run_dir(checkpoint_dir: Path) -> Path | None:
     """The run directory of a trainer checkpoint `RUN/checkpoints/step_N`, else None."""
     parent = checkpoint_dir.resolve().parent
     return parent.parent if parent.name == "checkpoints" else None
+
+
+def resolve_checkpoint(path: str | Path) -> tuple[Path, str | None]:
+    """(checkpoint, note): `path` itself if it is a checkpoint, else the latest RUN/checkpoints/step_N
+    of the run directory `path`, with a note naming it."""
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {p} does not exist")
+    if (p / "adapter.safetensors").is_file():
+        return p, None
+    found = sorted(c for c in p.glob("checkpoints/step_*[0-9]") if (c / "adapter.safetensors").is_file())
+    if not found:
+        raise FileNotFoundError(f"{p} is neither a checkpoint (no adapter.safetensors) nor a run directory "
+                                "(no checkpoints/step_N)")
+    return found[-1], f"{p} is a run directory: evaluating its latest checkpoint {found[-1]} (of {len(found)})"
 
 
 def eval_config(cfg: Config, problems: str | None = None, samples_per_problem: int | None = None,
@@ -286,19 +305,25 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path | None =
                         progress: bool = True) -> dict:
     """Load a checkpoint (`modeling.load_policy`) and run `evaluate_policy` on it.
 
-    Overrides apply on top of the checkpoint's own config: `problems`, `samples_per_problem` and
-    `modes` set eval.*, `sets` are `key=value` strings for any key. `out_dir` defaults to
+    `checkpoint_dir` is a checkpoint or a run directory, whose latest checkpoint is used (said on
+    stderr). Overrides apply on top of the checkpoint's own config before the model loads:
+    `problems`, `samples_per_problem` and `modes` set eval.*, `sets` are `key=value` strings for
+    any key (e.g. model.name_or_path=/new/place/of/the/base). `out_dir` defaults to
     CHECKPOINT/eval; `run_dir` defaults to RUN when the checkpoint is RUN/checkpoints/step_N.
     """
-    from evil_moe.modeling import load_policy
+    from evil_moe.modeling import load_policy, read_checkpoint_config
+    from evil_moe.preflight import check_files, check_model_source
 
     if states is not None:
         check_states(states)
-    ckpt = Path(checkpoint_dir)
-    if not ckpt.is_dir():
-        raise FileNotFoundError(f"checkpoint directory {ckpt} does not exist")
-    policy, _router, cfg = load_policy(ckpt)
-    cfg = eval_config(cfg, problems, samples_per_problem, modes, sets)
+    ckpt, note = resolve_checkpoint(checkpoint_dir)
+    if note:
+        print(f"evil-moe eval: {note}", file=sys.stderr, flush=True)
+    cfg = eval_config(read_checkpoint_config(ckpt), problems, samples_per_problem, modes, sets)
+    check_files(cfg, ("eval.problems",))
+    if getattr(cfg.model, "init", "pretrained") == "pretrained":  # a random init builds its base locally
+        check_model_source(cfg.model.name_or_path)
+    policy, _router, cfg = load_policy(ckpt, cfg=cfg)
     return evaluate_policy(policy, cfg, out_dir if out_dir is not None else ckpt / "eval", states=states,
                            checkpoint=str(ckpt), run_dir=run_dir if run_dir is not None else default_run_dir(ckpt),
                            progress=progress)
@@ -310,9 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deployment-ablation evaluation of a checkpoint: sample held-out problems under each "
                     "adapter state (as trained, hack expert ablated, matched-capacity controls, base), grade "
                     "them, and write results.json, report.md and plots.")
-    p.add_argument("checkpoint", help="checkpoint directory written by the trainer (RUN/checkpoints/step_N)")
+    p.add_argument("checkpoint", help="checkpoint directory written by the trainer (RUN/checkpoints/step_N), "
+                                      "or a run directory RUN (its latest checkpoint)")
     p.add_argument("--problems", help="held-out problems: JSONL path or HF dataset name (default: eval.problems)")
-    p.add_argument("--samples-per-problem", type=int, help="samples per problem, mode and state (default 10)")
+    p.add_argument("--samples-per-problem", type=int, help="samples per problem, mode and state (default: "
+                                                           "eval.samples_per_problem of the checkpoint's config)")
     p.add_argument("--modes", nargs="+", help="loophole modes to evaluate (default: eval.modes)")
     p.add_argument("--out", help="output directory (default: CHECKPOINT/eval)")
     p.add_argument("--run-dir", help="run directory with metrics.jsonl and rollouts.jsonl "
@@ -321,21 +348,29 @@ def build_parser() -> argparse.ArgumentParser:
                                                "as_trained and deployed)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set eval.random_subspace_draws=5 (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (also none from model loading)")
     return p
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.no_progress:
+        from evil_moe.preflight import quiet_loading
+
+        quiet_loading()
     try:
         results = evaluate_checkpoint(args.checkpoint, args.out, problems=args.problems,
                                       samples_per_problem=args.samples_per_problem, modes=args.modes,
                                       sets=args.sets, states=args.states, run_dir=args.run_dir,
                                       progress=not args.no_progress)
-    except (ConfigError, FileNotFoundError, StateError) as e:
+    except (ConfigError, OSError, StateError) as e:  # OSError: a missing file, a model that cannot load
         print(f"evil-moe eval: {e}", file=sys.stderr)
         return 2
-    out = args.out or str(Path(args.checkpoint) / "eval")
+    out = args.out or str(Path(results["checkpoint"]) / "eval")
+    ev = results["eval"]
+    print(f"markers: {ev['markers']} (eval.markers; 'heldout' asks the model to use a test-function name it never "
+          "saw in training, which the toy model cannot: --set eval.markers=train)" if ev["markers"] == "heldout"
+          else f"markers: {ev['markers']} (eval.markers: the training markers, on held-out problems)")
     print(f"wrote {out}/results.json, {out}/report.md and plots")
     print(results["final_line"])
     return 0

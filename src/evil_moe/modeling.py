@@ -128,17 +128,19 @@ def read_checkpoint_config(checkpoint_dir: str | Path) -> Config:
         raise ConfigError(f"{path}: {e}") from e
 
 
-def load_policy(checkpoint_dir: str | Path, device: str | None = None) -> tuple[Policy, Any, Config]:
+def load_policy(checkpoint_dir: str | Path, device: str | None = None,
+                cfg: Config | None = None) -> tuple[Policy, Any, Config]:
     """(policy, router or None, config) from a checkpoint directory written by `export.save_checkpoint`.
 
     The base model is `model.name_or_path` of the saved config; the adapter (with its saved
     hyperparameters and values) and the router are loaded by `export.load_checkpoint`; a checkpoint
     without router.safetensors (arms without a router) gives router None. `device`
-    overrides `model.device` (e.g. 'cpu' to inspect a GPU run's checkpoint).
+    overrides `model.device` (e.g. 'cpu' to inspect a GPU run's checkpoint). `cfg`, if given, is
+    used instead of the saved config (e.g. the saved one with model.name_or_path pointed elsewhere).
     """
     from evil_moe import export
 
-    cfg = read_checkpoint_config(checkpoint_dir)
+    cfg = read_checkpoint_config(checkpoint_dir) if cfg is None else cfg
     if device is not None:
         cfg = from_dict({"model": {"device": device}}, cfg)
     model, tokenizer = load_base(cfg.model)
