@@ -41,6 +41,13 @@ class ModelConfig:
     device: str = _f("auto", "'auto' (cuda if available, else cpu), 'cpu', or 'cuda[:N]'.")
     enable_thinking: bool = _f(False, "Passed to the chat template (Qwen3: thinking off, as the benchmark).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass to save memory.")
+    init: Literal["pretrained", "random"] = _f(
+        "pretrained", "'pretrained' loads name_or_path's weights and tokenizer. 'random' builds name_or_path's "
+        "architecture (a hub id known to evil_moe.modeling.ARCHITECTURES, or a local directory's config.json) "
+        "with seeded random weights and a tokenizer trained locally on the shipped problems and pairs: no "
+        "download; every shape, dtype and memory path of the model, none of its skill (dry runs, tests).")
+    num_layers: int | None = _f(None, "With init='random': build only this many decoder layers (a truncated "
+                                "depth for tests); None keeps the architecture's.")
 
 
 @dataclass
@@ -209,6 +216,8 @@ def validate(cfg: Config) -> None:
         ("eval.bootstrap_samples", ev.bootstrap_samples >= 1, "must be at least 1"),
         ("grpo.group_size", cfg.grpo.group_size >= 2, "must be at least 2 (advantages are group-relative)"),
         ("grpo.prompts_per_step", cfg.grpo.prompts_per_step >= 1, "must be at least 1"),
+        ("model.num_layers", cfg.model.num_layers is None or (cfg.model.init == "random" and cfg.model.num_layers >= 1),
+         "needs model.init='random' and a value >= 1 (a pretrained model is loaded whole)"),
         ("grpo.micro_batch_size", cfg.grpo.micro_batch_size >= 1, "must be at least 1"),
         ("grpo.weight_decay", cfg.grpo.weight_decay == 0.0, "must be 0: decay pulls the adapter toward zero, not "
          "toward its initial values, so it would change the delta that the deployment ablation removes"),
