@@ -35,9 +35,9 @@ LOGGING_EXTRA = "pip install 'evil-moe[logging]'  (from a clone: pip install -e 
 
 
 def looks_like_path(value: str) -> bool:
-    """A file or directory name rather than a hub id ('owner/name') or a shipped split."""
+    """A file or directory name rather than a hub id ('name' or 'owner/name') or a shipped split."""
     return (value.startswith(("/", "./", "../", "~")) or value.endswith((".jsonl", ".json", ".md", ".yaml"))
-            or Path(value).expanduser().exists())
+            or value.count("/") > 1 or Path(value).expanduser().exists())
 
 
 def _get(cfg: Config, key: str):
@@ -179,3 +179,13 @@ def check_resume(cfg: Config, ignore: tuple[str, ...] = ()) -> tuple[Path, int] 
             f"{', '.join(RESUME_FREE_KEYS)}. Use that run's settings to continue it, start over with "
             "`evil-moe train --fresh` (deletes its checkpoints and logs), or choose another run.out_dir.")
     return ckpt, step
+
+
+def quiet_loading() -> None:
+    """No progress bars from transformers and huggingface_hub while models load (run.progress=false,
+    eval --no-progress)."""
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.utils.logging.disable_progress_bar()
+    disable_progress_bars()

@@ -66,7 +66,8 @@ def preflight_checks(cfg: Config) -> None:
     toy = cfg.model.name_or_path == "toy"
     preflight.check_optional_packages(cfg)
     preflight.check_files(cfg)
-    preflight.check_model_source(cfg.model.name_or_path)
+    if getattr(cfg.model, "init", "pretrained") == "pretrained":  # a random init builds its base locally
+        preflight.check_model_source(cfg.model.name_or_path)
     if not toy:  # the toy's problem files do not exist yet: checked after toy.prepare
         preflight.check_overlap(cfg)
     preflight.check_resume(cfg, ignore=TOY_KEYS if toy else ())
@@ -80,15 +81,6 @@ def start_fresh(out_dir: Path) -> None:
         print(f"evil-moe train: --fresh: deleting {', '.join(str(p) for p in old)}", file=sys.stderr)
     for p in old:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
-
-
-def quiet_loading() -> None:
-    """No progress bars from transformers and huggingface_hub (run.progress=false)."""
-    import transformers
-    from huggingface_hub.utils import disable_progress_bars
-
-    transformers.utils.logging.disable_progress_bar()
-    disable_progress_bars()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from evil_moe.trainer import NonFiniteLossError, ResumeError, build_trainer, init_distributed
 
     if not cfg.run.progress:
-        quiet_loading()
+        preflight.quiet_loading()
     dist = init_distributed()
     out_dir = Path(cfg.run.out_dir)
     if not cfg.run.resume and dist.rank == 0:
