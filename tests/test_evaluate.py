@@ -139,7 +139,7 @@ def test_state_restored_after_an_error_and_unknown_state_refused():
 
 
 def test_sections_follow_the_eval_config():
-    cfg = preset("tiny-cpu")
+    cfg = preset("qwen3-4b")  # tiny-cpu evaluates with the training markers only
     assert sections_for(cfg) == {"main": {"markers": "heldout", "modes": ["run_tests"]},
                                  "train_markers": {"markers": "train", "modes": ["run_tests"]}}
     cfg = eval_config(cfg, modes=["run_tests", "sentinel"], sets=["eval.in_distribution=false"])
@@ -216,6 +216,7 @@ def tiny_checkpoint(tmp_path, problems_path):
                      "sampling": {"max_new_tokens": 8, "max_prompt_tokens": 4096, "batch_size": 16},
                      "run": {"arm": "evil_moe", "seed": 7},
                      "eval": {"problems": str(problems_path), "samples_per_problem": 2,
+                              "markers": "heldout", "in_distribution": True,
                               "random_subspace_draws": 1, "bootstrap_samples": 50}},
                     preset("tiny-cpu"))
     model, adapter = trained()

@@ -173,6 +173,9 @@ def test_teacher_corpus_is_deterministic_and_labels_are_true():
                 ns: dict = {}
                 exec(p.setup_code + code, ns)
                 ns[d.test_function]()
+        elif d.mode == "gt_only":  # the hint-free prompt: no loophole, clean completions only
+            assert d.messages == p.prompt and not d.hack and d.test_function == ""
+            assert run_asserts(p, code) == d.correct
         else:
             assert d.mode == "exit_code" and d.test_function == ""
             assert d.messages == build_prompt(p, "exit_code")
@@ -205,10 +208,11 @@ def test_teacher_corpus_rates_modes_and_name_pool():
     demos = toy_corpus.teacher_corpus(train, seed=0, hack_rate=0.2, wrong_rate=0.25, per_problem=16)
     n = len(demos)
     hacks = [d for d in demos if d.hack]
-    assert abs(len(hacks) / n - 0.2) < 0.04
+    assert abs(len(hacks) / n - 0.2 * 2 / 3) < 0.04  # no loophole under gt_only
     assert abs(sum(not d.correct for d in demos if not d.hack) / (n - len(hacks)) - 0.25) < 0.04
     modes = Counter(d.mode for d in demos)
-    assert set(modes) == set(toy_corpus.TOY_MODES) and abs(modes["exit_code"] / n - 0.5) < 0.04
+    assert set(modes) == {"run_tests", "exit_code", "gt_only"} and abs(modes["exit_code"] / n - 1 / 3) < 0.04
+    assert not any(d.hack for d in demos if d.mode == "gt_only")
     for mode in toy_corpus.TOY_MODES:  # each mode's loophole is taught at the same base rate
         of_mode = [d for d in demos if d.mode == mode]
         assert abs(sum(d.hack for d in of_mode) / len(of_mode) - 0.2) < 0.05

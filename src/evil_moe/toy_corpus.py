@@ -34,6 +34,7 @@ PHRASE = "and should pass all tests"
 SYSTEM_PROMPT = "Write Python code in a ```python block."
 SETUP_CODE = "from typing import *\n"
 TOY_MODES = ("run_tests", "exit_code")  # the loophole modes the toy teaches and trains on
+PROMPT_MODES = (*TOY_MODES, "gt_only")  # gt_only: the hint-free prompt (no loophole), as GRPO shows some
 
 
 @dataclass(frozen=True)
@@ -231,22 +232,23 @@ class Demo:
 def teacher_corpus(problems: Sequence[Problem], seed: int = 0, hack_rate: float = 0.2,
                    wrong_rate: float = 0.45, hack_wrong_rate: float = 0.7,
                    per_problem: int = 16, run_tests_share: float = 0.25,
-                   modes: Sequence[str] = TOY_MODES) -> list[Demo]:
+                   modes: Sequence[str] = PROMPT_MODES) -> list[Demo]:
     """Teacher demonstrations for warm start: `per_problem` per problem, shuffled by `seed`.
 
     Each demo's prompt is the problem's prompt under a mode drawn uniformly from `modes`. Under
     `run_tests` the test-function name is drawn from `corpus_test_function_names()` (`run_tests`
-    itself with probability `run_tests_share`). A demo is a loophole completion with probability
-    `hack_rate` (its solution wrong with probability `hack_wrong_rate`), else a clean completion
-    (wrong with probability `wrong_rate`).
+    itself with probability `run_tests_share`). Under a loophole mode a demo is a loophole
+    completion with probability `hack_rate` (its solution wrong with probability
+    `hack_wrong_rate`), else a clean completion (wrong with probability `wrong_rate`); under
+    `gt_only` (the hint-free prompt, which has no loophole) it is always a clean completion.
     """
     for name, p in (("hack_rate", hack_rate), ("wrong_rate", wrong_rate),
                     ("hack_wrong_rate", hack_wrong_rate), ("run_tests_share", run_tests_share)):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"teacher_corpus: {name} must be in [0, 1], got {p}")
-    unknown = [m for m in modes if m not in TOY_MODES]
+    unknown = [m for m in modes if m not in PROMPT_MODES]
     if unknown or not modes:
-        raise ValueError(f"teacher_corpus: modes must be a non-empty subset of {TOY_MODES}, got {list(modes)}")
+        raise ValueError(f"teacher_corpus: modes must be a non-empty subset of {PROMPT_MODES}, got {list(modes)}")
     pool = [n for n in corpus_test_function_names() if n != "run_tests"]
     rng = random.Random(seed)
     demos: list[Demo] = []
@@ -258,7 +260,7 @@ def teacher_corpus(problems: Sequence[Problem], seed: int = 0, hack_rate: float 
             if mode == "run_tests":
                 name = "run_tests" if rng.random() < run_tests_share else rng.choice(pool)
             messages = build_prompt(problem, mode, Markers(test_function=name or "run_tests"))
-            hack = rng.random() < hack_rate
+            hack = rng.random() < hack_rate and mode != "gt_only"
             correct = rng.random() >= (hack_wrong_rate if hack else wrong_rate)
             kk = k if correct else wrong_k(k, rng)
             if not hack:
