@@ -161,38 +161,133 @@ def plot_ablation(states: Mapping[str, Mapping], path: str | Path,
     return _save(fig, path)
 
 
-def plot_compare(rows: Sequence[Mapping], path: str | Path,
-                 title: str = "Hack expert on vs off, per arm") -> Path:
-    """Per arm: hack and solve rates as trained (ON) and deployed (OFF), with 95% whiskers.
+METRIC_COLORS = {"attempt": ATTEMPT_COLOR, "hack": HACK_COLOR, "solve": SOLVE_COLOR}
 
-    Each row: {"arm": str, "n_seeds": int, "hack_on": {"rate"|"mean", "lo", "hi"}, "hack_off": ...,
-    "solve_on": ..., "solve_off": ...}; "rate" and "mean" are both accepted as the centre.
+
+def _interval(d: Mapping | None) -> tuple[float, float, float]:
+    """(centre, lo, hi) of a rate/difference/mean dict; NaN where undefined."""
+    if d is None:
+        return (np.nan,) * 3
+    c = next((d[k] for k in ("rate", "estimate", "mean") if k in d), None)
+    lo, hi = d.get("lo"), d.get("hi")
+    c = np.nan if c is None else c
+    return c, (c if lo is None else lo), (c if hi is None else hi)
+
+
+def plot_compare(summary: Mapping, path: str | Path, names: Mapping[str, str] | None = None,
+                 title: str = "Deployment ablation per arm") -> Path:
+    """One panel per metric (attempt, hack, solve): per arm, the rate as trained (ON), deployed
+    (OFF, hack expert ablated) and with random rank-r subspaces ablated instead (the matched-
+    capacity control), mean with 95% whiskers and one dot per seed; the warm start (adapter off)
+    as a dashed reference line.
+
+    `summary` is `compare.compare_rows`' output ("arms", "runs", "warm_start").
     """
-    arms = [f"{r['arm']}\n({r['n_seeds']} seed{'s' if r['n_seeds'] != 1 else ''})" for r in rows]
-    x = np.arange(len(rows))
-    width = 0.2
+    arms = summary["arms"]
+    names = names or {}
+    metrics = ("attempt", "hack", "solve")
+    x = np.arange(len(arms))
+    width = 0.26
+    fig, axes = plt.subplots(1, 3, figsize=(max(12.0, 2.2 * len(arms) * 3 / 2), 4.8), sharey=True)
+    for ax, key in zip(axes, metrics, strict=True):
+        color = METRIC_COLORS[key]
+        for j, (part, alpha, hatch, label) in enumerate((
+                ("on", 1.0, None, "as trained (ON)"), ("off", 0.45, "//", "deployed: hack expert off (OFF)"),
+                ("subspaces", 0.25, "..", "control: random rank-r subspaces off"))):
+            vals = []
+            for a in arms:
+                if part == "subspaces":
+                    on, eff = _interval(a[f"{key}_on"])[0], _interval(a[f"{key}_effect_subspaces"])[0]
+                    vals.append((on + eff,) * 3)
+                else:
+                    vals.append(_interval(a[f"{key}_{part}"]))
+            c, lo, hi = (np.array(v, dtype=float) for v in zip(*vals, strict=True))
+            pos = x + (j - 1) * width
+            ax.bar(pos, c, width, color=color if part != "subspaces" else COMPILE_COLOR, alpha=alpha, hatch=hatch,
+                   edgecolor=color, label=label, yerr=np.vstack([c - lo, hi - c]), capsize=2,
+                   error_kw={"lw": 1, "ecolor": "#222222"})
+            if part in ("on", "off"):
+                for i, a in enumerate(arms):
+                    dots = [r[f"{key}_{part}"]["rate"] for r in summary["runs"]
+                            if r["arm"] == a["arm"] and r[f"{key}_{part}"]["rate"] is not None]
+                    ax.scatter(np.full(len(dots), pos[i]), dots, s=10, color="k", zorder=3)
+        warm = (summary.get("warm_start") or {}).get(key)
+        if warm is not None and warm.get("mean") is not None:
+            ax.axhline(warm["mean"], color="k", ls="--", lw=1, label="warm start")
+        ax.set_xticks(x, [names.get(a["arm"], a["arm"]).replace(" (", "\n(") + f"\n{a['n_seeds']} seed(s)"
+                          for a in arms], fontsize=7.5)
+        ax.set_ylim(0, 1.1)
+        warm_txt = "" if warm is None or warm.get("mean") is None else f" (warm start {warm['mean']:.2f})"
+        ax.set_title(f"{key} rate{warm_txt}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("fraction of held-out samples")
+    handles, labels = axes[0].get_legend_handles_labels()
+    labels = ["warm start (adapter off)" if lab.startswith("warm start") else lab for lab in labels]
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, -0.06), ncols=4, fontsize=8.5,
+               frameon=False)
+    fig.suptitle(f"{title}\n(bars: mean over seeds, whiskers: t 95% across seeds or Wilson 95% for one seed; "
+                 "dots: seeds)", fontsize=11, y=1.04)
+    return _save(fig, path)
 
-    def centre(d: Mapping) -> dict:
-        return {"rate": d["rate"] if "rate" in d else d["mean"], "lo": d["lo"], "hi": d["hi"]}
 
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.9 * len(rows) + 1.5), 4.8))
-    specs = (("hack_on", -1.5, HACK_COLOR, 1.0, "hack rate, as trained (ON)"),
-             ("hack_off", -0.5, HACK_COLOR, 0.45, "hack rate, deployed (OFF)"),
-             ("solve_on", 0.5, SOLVE_COLOR, 1.0, "solve rate, as trained (ON)"),
-             ("solve_off", 1.5, SOLVE_COLOR, 0.45, "solve rate, deployed (OFF)"))
-    for key, off, color, alpha, label in specs:
-        vals = [centre(r[key]) for r in rows]
-        r = np.array([v["rate"] for v in vals])
-        lo, hi = np.array([v["lo"] for v in vals]), np.array([v["hi"] for v in vals])
-        ax.bar(x + off * width, r, width, color=color, alpha=alpha, label=label,
-               yerr=np.vstack([r - lo, hi - r]), capsize=3, error_kw={"lw": 1, "ecolor": "#222222"},
-               edgecolor=color, hatch=None if alpha == 1.0 else "//")
-        for c, v, h in zip(x + off * width, r, hi, strict=True):
-            ax.text(c, h + 0.015, f"{v:.2f}", ha="center", va="bottom", fontsize=7.5)
-    ax.set_xticks(x, arms)
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel("fraction of held-out samples")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8.5, ncols=2, frameon=False)
-    ax.set_title(f"{title}\n(whiskers: Wilson 95% for one seed, t 95% across seeds)", fontsize=11, pad=40)
+def plot_paired_effects(pairs: Sequence[Mapping], path: str | Path,
+                        title: str = "Ablation effect of each arm minus the reference's, paired by seed") -> Path:
+    """Forest plot, one panel per metric: each (arm, reference) pair's per-seed differences of the
+    ablation effect (dots), their mean and t 95% interval, and the sign-flip p."""
+    metrics = ("attempt", "hack", "solve")
+    labels = [f"{p['arm']} - {p['reference']}" for p in pairs] or ["(no paired seeds)"]
+    y = np.arange(len(labels))[::-1]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 1.8 + 0.45 * len(labels)), sharey=True)
+    for ax, key in zip(axes, metrics, strict=True):
+        color = METRIC_COLORS[key]
+        for yi, p in zip(y, pairs, strict=False):
+            c = p.get(key)
+            if c is None:
+                continue
+            ax.scatter(c["diffs"], np.full(len(c["diffs"]), yi), s=12, color=color, alpha=0.6)
+            lo = c["mean"] if c["lo"] is None else max(c["lo"], -1.05)
+            hi = c["mean"] if c["hi"] is None else min(c["hi"], 1.05)
+            ax.errorbar(c["mean"], yi, xerr=[[c["mean"] - lo], [hi - c["mean"]]], fmt="D", color="k", capsize=3)
+            ax.text(1.02, yi, f"p={c['p']:.3g}", transform=ax.get_yaxis_transform(), fontsize=7, va="center")
+        ax.axvline(0, color="k", lw=1)
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_title(f"{key} rate", fontsize=10)
+        ax.set_xlabel("arm's OFF - ON minus the reference's", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, labels, fontsize=8)
+    fig.suptitle(f"{title}\n(dots: seeds; diamond and bar: mean with t 95% interval, clipped to the axis; "
+                 "p: exact sign-flip; negative: the arm's ablation lowered the rate more)", fontsize=10, y=1.0)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_relearn(curves: Mapping[str, Sequence[Mapping]], path: str | Path, warm_start: Mapping | None = None,
+                 title: str = "Relearning: attempt rate of the deployed model under renewed GRPO") -> Path:
+    """Attempt rate per step of each arm's relearning runs (thin: a seed; thick: the mean), the
+    arms' as-trained rate (dotted) and the warm start (dashed) as references.
+
+    `curves[arm]` is a list of relearn summaries with "attempt" (per step) and "attempt_as_trained".
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    cmap = plt.get_cmap("tab10")
+    for i, (arm, runs) in enumerate(curves.items()):
+        color = cmap(i % 10)
+        series = [np.asarray([np.nan if v is None else v for v in r["attempt"]], dtype=float) for r in runs]
+        for s in series:
+            ax.plot(np.arange(len(s)), s, color=color, lw=0.8, alpha=0.4)
+        length = min(len(s) for s in series)
+        mean = np.nanmean(np.vstack([s[:length] for s in series]), axis=0)
+        ax.plot(np.arange(length), mean, color=color, lw=2.2, label=f"{arm} ({len(runs)} seed(s))")
+        trained = [r["attempt_as_trained"] for r in runs if r["attempt_as_trained"] is not None]
+        if trained:
+            ax.axhline(float(np.mean(trained)), color=color, ls=":", lw=1)
+    warm = (warm_start or {}).get("attempt")
+    if warm is not None and warm.get("mean") is not None:
+        ax.axhline(warm["mean"], color="k", ls="--", lw=1, label=f"warm start, held-out eval ({warm['mean']:.2f})")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("GRPO updates on the deployed model")
+    ax.set_ylabel("attempt rate of the training rollouts")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"{title}\n(dotted: each arm's as-trained attempt rate)", fontsize=11)
     return _save(fig, path)
