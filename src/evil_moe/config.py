@@ -162,9 +162,11 @@ class EvalConfig:
     modes: tuple[str, ...] = _f(("run_tests",), "Loophole modes to evaluate.")
     markers: Literal["heldout", "train"] = _f("heldout", "Marker family of the main evaluation.")
     in_distribution: bool = _f(True, "Also evaluate with the training markers.")
-    random_subspace_draws: int = _f(3, "Random rank-r subspace ablations (matched-capacity control).")
+    random_subspace_draws: int = _f(8, "Random rank-r subspace ablations (matched-capacity controls), drawn "
+                                    "fresh per run from (run.seed, eval.seed): the null distribution the hack "
+                                    "expert's ablation is ranked in. Each is one more sampling pass.")
     bootstrap_samples: int = _f(2000, "Bootstrap resamples (over problems) for paired differences.")
-    seed: int = _f(0, "Seed of evaluation sampling, subspace draws and bootstrap.")
+    seed: int = _f(0, "Seed of evaluation sampling and bootstrap; mixed with run.seed for the subspace draws.")
 
 
 @dataclass
