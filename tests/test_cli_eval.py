@@ -95,3 +95,21 @@ def test_no_progress_silences_the_loading_bars_and_help_states_the_true_default(
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: eval.samples_per_problem of the checkpoint's config)" in text
     assert "default 10" not in text and "or a run directory RUN" in text
+
+
+def test_compare_names_the_checkpoint_it_picks_and_refuses_mixed_lengths(run_dir, tmp_path, capsys):
+    for step in ("step_000001", "step_000002"):
+        assert cli(["eval", str(run_dir / "checkpoints" / step), *FAST]) == 0
+    capsys.readouterr()
+    assert cli(["compare", str(run_dir), "--out", str(tmp_path / "one")]) == 0
+    latest = run_dir / "checkpoints" / "step_000002" / "eval" / "results.json"
+    assert f"{run_dir}: using {latest} (the latest of 2 evaluated checkpoints)" in capsys.readouterr().err
+    older = run_dir / "checkpoints" / "step_000001" / "eval"
+    assert cli(["compare", str(older), str(run_dir), "--out", str(tmp_path / "mixed")]) == 2
+    err = capsys.readouterr().err
+    assert "runs of different training lengths" in err and f"{latest}: 2 steps" in err and ": 1}" not in err
+    results = json.loads((older / "results.json").read_text())  # as another seed's run, to be comparable
+    results["run"]["seed"] = results["config"]["run"]["seed"] = 1
+    (older / "results.json").write_text(json.dumps(results))
+    assert cli(["compare", str(older), str(run_dir), "--out", str(tmp_path / "mixed"), "--allow-mixed-lengths"]) == 0
+    assert "compare: mixing training lengths" in capsys.readouterr().err

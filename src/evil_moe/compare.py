@@ -47,9 +47,18 @@ def find_results(path: str | Path) -> Path:
         return p / "results.json"
     found = sorted(p.glob("checkpoints/step_*/eval/results.json"))
     if found:
+        print(f"compare: {p}: using {found[-1]} (the latest of {len(found)} evaluated checkpoints)", file=sys.stderr)
         return found[-1]
     raise FileNotFoundError(f"{p}: no results.json (looked at {p}, {p}/results.json and "
                             f"{p}/checkpoints/step_*/eval/results.json); run `evil-moe eval` first")
+
+
+def trained_steps(results: Mapping) -> int | None:
+    """The GRPO steps behind an evaluation: its checkpoint's step_N, else the run's grpo.steps."""
+    name = Path(str(results.get("checkpoint") or "")).name
+    if name.startswith("step_") and name[5:].isdigit():
+        return int(name[5:])
+    return (results.get("config") or {}).get("grpo", {}).get("steps")
 
 
 def run_row(results: Mapping, source: str) -> dict:
@@ -213,7 +222,7 @@ def compare_rows(rows: Sequence[Mapping]) -> dict:
             "target_difference": TARGET_DIFFERENCE}
 
 
-def compare_runs(paths: Sequence[str | Path], out_dir: str | Path) -> dict:
+def compare_runs(paths: Sequence[str | Path], out_dir: str | Path, allow_mixed_lengths: bool = False) -> dict:
     """Read each run's results.json, compare (`compare_rows`), write compare.md, compare.json,
     compare.png (rates) and compare_effects.png (paired differences), and relearn.png when
     any run has a relearning test. Returns the summary with its "markdown"."""
@@ -221,7 +230,7 @@ def compare_runs(paths: Sequence[str | Path], out_dir: str | Path) -> dict:
 
     if not paths:
         raise ValueError("compare: give at least one run directory or results.json")
-    rows = []
+    rows, lengths = [], {}
     for p in paths:
         f = find_results(p)
         try:
@@ -229,6 +238,14 @@ def compare_runs(paths: Sequence[str | Path], out_dir: str | Path) -> dict:
         except json.JSONDecodeError as e:
             raise ValueError(f"{f}: not valid JSON ({e})") from e
         rows.append(run_row(results, str(f)))
+        steps = trained_steps(results)  # runs of different lengths are refused unless allowed, then said
+        if lengths and steps not in lengths.values():
+            seen = ", ".join(f"{src}: {n}" for src, n in lengths.items())
+            if not allow_mixed_lengths:
+                raise ValueError(f"runs of different training lengths: {f}: {steps} steps, but {seen}; compare "
+                                 "runs of one length (or pass --allow-mixed-lengths)")
+            print(f"compare: mixing training lengths: {f}: {steps} steps; {seen}", file=sys.stderr)
+        lengths[str(f)] = steps
     summary = compare_rows(rows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,11 +270,14 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="evil-moe compare",
                                 description="Arms and seeds side by side from each run's results.json: ablation "
                                             "effects beside their controls, paired differences across seeds, power.")
-    p.add_argument("runs", nargs="+", help="run directories, evaluation directories or results.json files")
+    p.add_argument("runs", nargs="+", help="run directories (the latest evaluated checkpoint, named on stderr), "
+                                           "evaluation directories or results.json files")
+    p.add_argument("--allow-mixed-lengths", action="store_true",
+                   help="compare runs trained for different numbers of steps (refused by default)")
     p.add_argument("--out", default="runs/compare", help="output directory (default: runs/compare)")
     args = p.parse_args(argv)
     try:
-        summary = compare_runs(args.runs, args.out)
+        summary = compare_runs(args.runs, args.out, args.allow_mixed_lengths)
     except (FileNotFoundError, ValueError) as e:
         print(f"evil-moe compare: {e}", file=sys.stderr)
         return 2
