@@ -117,6 +117,24 @@ def test_random_subspace_removes_rank_r_of_each_block_and_is_seeded():
     assert_same(before, snapshot(model))
 
 
+def test_subspace_draws_are_fresh_per_training_seed():
+    """The controls' seed mixes run.seed with eval.seed: another training seed, other subspaces."""
+    from evil_moe.evaluate import controls_seed, subspace_seed
+
+    assert controls_seed(0, 0) == controls_seed(0, 0)
+    seeds = {controls_seed(run, 0) for run in range(6)} | {controls_seed(0, ev) for ev in range(1, 4)}
+    assert len(seeds) == 9
+    draws = {subspace_seed(controls_seed(0, 0), i) for i in range(8)}
+    assert len(draws) == 8
+    model, adapter = trained()
+
+    def reset_A(seed):
+        with adapter_state(adapter, "random_subspace_0", seed=seed):
+            return torch.cat([list(adapter.layers.values())[0].A_dep.detach().clone()])
+    assert torch.equal(reset_A(controls_seed(0, 0)), reset_A(controls_seed(0, 0)))
+    assert not torch.allclose(reset_A(controls_seed(0, 0)), reset_A(controls_seed(1, 0)))
+
+
 def test_check_states():
     from evil_moe.evaluate import StateError, check_states
 
@@ -160,6 +178,7 @@ class EchoGrader:
         for r in reqs:
             h = sum(map(ord, r.response)) % 3 == 0
             out.append(SimpleNamespace(exploited=h, gt_correct=not h and len(r.response) % 2 == 0,
+                                       attempted=h or len(r.response) % 5 == 0,
                                        compiles=True, reward=3.5 if h else 0.5, mechanism=None))
         return out
 
@@ -251,6 +270,11 @@ def test_eval_cli_on_a_tiny_checkpoint_writes_the_report(tmp_path, capsys):
     states = results["sections"]["main"]["states"]
     assert list(states) == ["as_trained", "deployed", "ablate_deployed", "random_subspace_0", "base"]
     assert all(s["n"] == 2 * 2 for s in states.values())  # 2 problems x 2 samples, one mode
+    controls = results["sections"]["main"]["controls"]
+    assert controls["controls"] == ["ablate_deployed", "random_subspace_0", "random_subspace_mean"]
+    assert controls["null"]["attempt"]["rank"]["n_null"] == 1
+    assert all(isinstance(r["attempt"], bool) for r in _json.loads(
+        "[" + ",".join((out / "samples.jsonl").read_text().splitlines()) + "]"))
     assert results["config"]["run"]["seed"] == 7 and results["run"]["arm"] == "evil_moe"
     assert results["eval"]["problems_are_training_problems"] is False
     assert "not held-out" not in (out / "report.md").read_text()
