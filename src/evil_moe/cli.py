@@ -13,7 +13,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check-env": ("evil_moe.env.check", "validate the grader on a problem file (canonical, wrong, hacks)"),
     "train": ("evil_moe.train_cli", "GRPO training with one experimental arm"),
     "eval": ("evil_moe.evaluate", "deployment-ablation evaluation of a checkpoint"),
-    "compare": ("evil_moe.compare", "one table across runs, arms and seeds"),
+    "compare": ("evil_moe.compare", "arms and seeds side by side: effects beside controls, paired differences, power"),
+    "relearn": ("evil_moe.relearn", "the relearning test: GRPO again on the deployed model, steps to regain half"),
     "export-peft": ("evil_moe.export", "export the deployed model as a PEFT LoRA adapter"),
     "demo": ("evil_moe.demo", "the whole experiment on a laptop CPU"),
 }

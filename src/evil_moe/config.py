@@ -170,6 +170,14 @@ class EvalConfig:
 
 
 @dataclass
+class RelearnConfig:
+    steps: int = _f(20, "GRPO updates of the relearning test (`evil-moe relearn`): the deployed model trained "
+                    "again with the loophole open, the quarantine block frozen at its init; 0 skips it in the demo.")
+    reference_steps: int = _f(2, "Steps' prompts sampled with the model as trained (and the base model) before the "
+                              "relearning starts: the as-trained attempt rate that 'half regained' refers to.")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Base model."})
     adapter: AdapterConfig = field(default_factory=AdapterConfig, metadata={"help": "Two-expert LoRA adapter."})
@@ -179,6 +187,7 @@ class Config:
     grpo: GRPOConfig = field(default_factory=GRPOConfig, metadata={"help": "GRPO optimisation."})
     run: RunConfig = field(default_factory=RunConfig, metadata={"help": "Arm, seed, output, logging."})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Deployment-ablation evaluation."})
+    relearn: RelearnConfig = field(default_factory=RelearnConfig, metadata={"help": "The relearning test."})
 
     def __post_init__(self) -> None:
         validate(self)
@@ -216,10 +225,12 @@ def validate(cfg: Config) -> None:
         ("run.out_dir", run.out_dir != "", "must not be empty"),
         ("eval.random_subspace_draws", ev.random_subspace_draws >= 0, "must be 0 or more"),
         ("eval.bootstrap_samples", ev.bootstrap_samples >= 1, "must be at least 1"),
-        ("grpo.group_size", cfg.grpo.group_size >= 2, "must be at least 2 (advantages are group-relative)"),
-        ("grpo.prompts_per_step", cfg.grpo.prompts_per_step >= 1, "must be at least 1"),
+        ("relearn.steps", cfg.relearn.steps >= 0, "must be 0 or more"),
+        ("relearn.reference_steps", cfg.relearn.reference_steps >= 1, "must be at least 1"),
         ("model.num_layers", cfg.model.num_layers is None or (cfg.model.init == "random" and cfg.model.num_layers >= 1),
          "needs model.init='random' and a value >= 1 (a pretrained model is loaded whole)"),
+        ("grpo.group_size", cfg.grpo.group_size >= 2, "must be at least 2 (advantages are group-relative)"),
+        ("grpo.prompts_per_step", cfg.grpo.prompts_per_step >= 1, "must be at least 1"),
         ("grpo.micro_batch_size", cfg.grpo.micro_batch_size >= 1, "must be at least 1"),
         ("grpo.weight_decay", cfg.grpo.weight_decay == 0.0, "must be 0: decay pulls the adapter toward zero, not "
          "toward its initial values, so it would change the delta that the deployment ablation removes"),
