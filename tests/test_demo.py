@@ -97,3 +97,14 @@ def test_demo_config_and_bad_arguments(capsys):
         run_demo("/nonexistent", arms=("best",))
     assert main(["--arms", "best", "--out", "/nonexistent"]) == 2
     assert "subset" in capsys.readouterr().err
+
+
+def test_per_arm_reports_name_their_checkpoint_and_seeds_read_alike(demo):
+    out, summary = demo
+    steps = QUICK_SETTINGS["grpo"]["steps"]
+    for arm in DEMO_ARMS:
+        ckpt = out / "seed0" / arm / "checkpoints" / f"step_{steps:06d}"
+        assert json.loads((out / "seed0" / arm / "eval" / "results.json").read_text())["checkpoint"] == str(ckpt)
+        assert f"Checkpoint: `{ckpt}`" in (out / "seed0" / arm / "eval" / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| seed0 |" not in report and "| 0 | warm start (base) |" in report

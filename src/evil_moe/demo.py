@@ -103,6 +103,7 @@ def run_arm(cfg: Config, arm: str, run_dir: Path, with_base: bool) -> dict:
     if not with_base:  # the base model (the warm start) is the same for every arm: evaluated once
         states.remove("base")
     results = evaluate_policy(trainer.policy, acfg, run_dir / "eval", states=states, run_dir=run_dir,
+                              checkpoint=str(trainer.latest_checkpoint()),
                               grader_factory=grader, progress=acfg.run.progress)
     results["timing"] = {"train_s": round(t1 - t0, 1), "eval_s": round(time.perf_counter() - t1, 1)}
     return results
@@ -197,7 +198,8 @@ def render_report(summary: dict, compare_md: str) -> str:
     for seed, checks in summary["criteria"].items():
         for name, c in checks.items():
             v = c["value"] if isinstance(c["value"], int) else f"{c['value']:.3f}"
-            lines.append(f"| {seed} | {name} | {v} | {c['threshold']} | {'yes' if c['held'] else '**NO**'} |")
+            lines.append(f"| {seed.removeprefix('seed')} | {name} | {v} | {c['threshold']} | "
+                         f"{'yes' if c['held'] else '**NO**'} |")
     verdict = "held" if summary["criteria_held"] else "did NOT all hold: read the results with that in mind"
     lines += ["", f"The test-bed criteria {verdict}.", "",
               "## Runs (held-out problems, training markers; Wilson 95% intervals)", "",
@@ -210,7 +212,7 @@ def render_report(summary: dict, compare_md: str) -> str:
                      f"{_fmt(a['hack'])} | {_fmt(d['hack'])} | {_fmt(a['solve'])} | {_fmt(d['solve'])} | "
                      f"{r['timing']['train_s']} | {r['timing']['eval_s']} |")
     for seed, w in summary["warm_start"].items():
-        lines.append(f"| {seed} | warm start (base) | {_fmt(w['hack'])} | | {_fmt(w['solve'])} | | | |")
+        lines.append(f"| {seed.removeprefix('seed')} | warm start (base) | {_fmt(w['hack'])} | | {_fmt(w['solve'])} | | | |")
     lines += ["", "ON: both experts (as trained). OFF: the hack expert ablated (quarantine block reset to its "
               "init), the deployed model.", "", "## Comparison across arms", "", "![comparison](compare.png)", "",
               compare_md, "", f"Wall time: {summary['wall_s']} s.", "",
