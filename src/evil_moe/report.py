@@ -336,7 +336,9 @@ def _ci(rate: Mapping) -> str:
 
 
 def _diff(d: Mapping | None) -> str:
-    return "n/a" if d is None else f"{d['estimate']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+    def f(x: float) -> str:
+        return f"{round(x, 3) + 0.0:+.3f}"  # no "-0.000"
+    return "n/a" if d is None else f"{f(d['estimate'])} [{f(d['lo'])}, {f(d['hi'])}]"
 
 
 def section_table(states: Mapping[str, Mapping]) -> list[str]:
