@@ -390,7 +390,7 @@ def test_require_isolation_refuses_and_names_what_is_missing():
 
 
 def test_without_namespaces_it_warns_once_and_still_contains(monkeypatch, caplog):
-    monkeypatch.setattr(sandbox_mod, "_warned", False)
+    monkeypatch.setattr(sandbox_mod, "_warned", set())
     mark = f"{5000 + os.getpid() % 1000}.25"
     daemon = textwrap.dedent(f"""
         import os

@@ -73,6 +73,16 @@ def host():
     os.environ.pop(SECRET_NAME, None)
 
 
+@pytest.fixture(scope="module")
+def walls():
+    """A sandbox whose wall backstop is short (1.5 s for a 0.5 s CPU limit), for programs that
+    wait rather than compute; the main one keeps the default backstop (max(3t, t + 10 s)), so
+    its CPU-bound programs reach their CPU limit however loaded this machine is."""
+    with Sandbox(CFG.__class__(**{**CFG.__dict__, "workers": 1, "wall_factor": 1.0,
+                                  "wall_slack_s": 1.0})) as sb:
+        yield {"sb": sb}
+
+
 def run(host, source: str, **kw) -> object:
     return host["sb"].run(Program(textwrap.dedent(source), **kw))
 
@@ -87,13 +97,13 @@ def need(host, *keys: str) -> None:
 def test_infinite_loop_times_out(host):
     r = run(host, "while True: pass")
     assert (r.error, r.returncode) == ("timeout", None)
-    assert 0.9 < r.wall_s < 2.5
+    assert 1.0 <= r.cpu_s < 1.5  # its CPU time, whatever the machine's load made its wall time
 
 
-def test_sleep_times_out_on_wall_clock(host):
-    r = run(host, "import time; print('start', flush=True); time.sleep(100)")
-    assert (r.error, r.returncode, r.stdout) == ("timeout", None, "start\n")
-    assert r.wall_s < 2.5
+def test_sleep_hits_the_wall_backstop_not_the_cpu_limit(walls):
+    r = run(walls, "import time; print('start', flush=True); time.sleep(100)", timeout_s=0.5)
+    assert (r.error, r.returncode, r.stdout) == ("wall_timeout", None, "start\n")
+    assert r.cpu_s < 0.5 and 1.5 <= r.wall_s < 2.5  # backstop: max(1 x 0.5, 0.5 + 1) s
 
 
 def test_ignoring_sigterm_and_sigxcpu_does_not_help(host):
@@ -106,21 +116,44 @@ def test_ignoring_sigterm_and_sigxcpu_does_not_help(host):
     assert (r.error, r.returncode) == ("timeout", None)
 
 
-def test_stopping_itself_is_killed_at_the_deadline(host):
-    r = run(host, "import os, signal; os.kill(os.getpid(), signal.SIGSTOP); print('resumed')")
-    assert (r.error, r.stdout) == ("timeout", "")
+def test_stopping_itself_is_killed_at_the_deadline(walls):
+    r = run(walls, "import os, signal; os.kill(os.getpid(), signal.SIGSTOP); print('resumed')",
+            timeout_s=0.5)
+    assert (r.error, r.stdout) == ("wall_timeout", "")
 
 
-def test_non_daemon_thread_that_never_ends_times_out(host):
-    r = run(host, "import threading, time; threading.Thread(target=time.sleep, args=(99,)).start()")
-    assert r.error == "timeout"
+def test_non_daemon_thread_that_never_ends_times_out(walls):
+    r = run(walls, "import threading, time; threading.Thread(target=time.sleep, args=(99,)).start()",
+            timeout_s=0.5)
+    assert r.error == "wall_timeout"
+
+
+BURN = "import time\nwhile time.process_time() < {}: pass\nprint('done')"
 
 
 def test_per_program_timeout_overrides_config(host):
-    r = run(host, "import time; time.sleep(0.6); print('done')", timeout_s=0.3)
+    r = run(host, BURN.format(0.6), timeout_s=0.3)
     assert (r.error, r.stdout) == ("timeout", "")
-    r = run(host, "import time; time.sleep(1.2); print('done')", timeout_s=2.0)
+    r = run(host, BURN.format(1.3), timeout_s=2.0)  # over the config's 1 s, under its own 2 s
     assert (r.error, r.returncode, r.stdout) == (None, 0, "done\n")
+    assert 1.3 <= r.cpu_s < 2.0
+
+
+def test_the_cpu_limit_sums_every_process_of_a_program(host):
+    """Four processes, each under the limit alone (0.4 s of a 1 s limit), 1.6 s together: the
+    program's CPU time is the sum. (Per process, as RLIMIT_CPU counts, each would pass.)"""
+    need(host, "cpu_limit")
+    r = run(host, """
+        import os, time
+        for _ in range(3):
+            if os.fork() == 0:
+                break
+        while time.process_time() < 0.4: pass
+        print('done', flush=True)
+        time.sleep(5)
+    """)
+    assert (r.error, r.returncode) == ("timeout", None)
+    assert 1.0 <= r.cpu_s < 1.5
 
 
 # ----------------------------------------------------------------------------- memory, disk, output
@@ -306,16 +339,16 @@ def test_bounded_fork_bomb_is_capped_and_cleaned(host):
     assert ok + failed == 300 and ok < CFG.max_processes and failed > 0
 
 
-def test_exponential_fork_bomb_is_bounded(host):
-    need(host, "process_limit")
-    r = run(host, """
+def test_exponential_fork_bomb_is_bounded(walls):
+    need(walls, "process_limit")
+    r = run(walls, """
         import os, time
         for _ in range(9):  # would be 512 processes
             try: os.fork()
             except OSError: pass
         time.sleep(60)
-    """)
-    assert r.error == "timeout"
+    """, timeout_s=0.5)
+    assert r.error == "wall_timeout"
 
 
 def test_setsid_double_fork_daemon_is_gone_afterwards(host):
@@ -510,8 +543,9 @@ print(x, len('abc'), math.pi, collections.Counter('aab')['a'],
 
 
 # ----------------------------------------------------------------------------- after the suite
-def test_zz_no_stray_process_or_file_after_suite(host):
+def test_zz_no_stray_process_or_file_after_suite(host, walls):
     host["sb"].close()
+    walls["sb"].close()
     time.sleep(0.3)
     after = _host_processes()
 

@@ -9,10 +9,10 @@ sees what an earlier program did. What is active on this host is in `Sandbox.iso
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -31,18 +31,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .sandbox_cgroup import Cgroups
+
 log = logging.getLogger(__name__)
 
 WORKER_SCRIPT = Path(__file__).with_name("sandbox_worker.py")
 WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 ISOLATION_KEYS = ("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
-                  "ipc_namespace", "readonly_root", "private_tmp", "private_home", "uid_drop",
-                  "no_keyrings", "process_limit")
+                  "ipc_namespace", "minimal_fs", "readonly_root", "private_tmp", "private_home",
+                  "uid_drop", "no_keyrings", "no_file_channels", "pid_counter_reset",
+                  "process_limit", "cpu_limit", "memory_limit", "pids_limit")
 # What full isolation means: everything above except the user namespace, which only a
-# non-root user needs (root gets the same from the other namespaces plus the uid drop).
-REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "ipc_namespace", "readonly_root",
-            "private_tmp", "private_home", "no_keyrings", "process_limit")
-ERRORS = (None, "timeout", "memory", "output_limit", "crash", "worker_died")
+# non-root user needs (root gets the same from the other namespaces plus the uid drop), and the
+# per-program cgroup limits, which need root (or a delegated cgroup); those have their own
+# warning and `SandboxConfig.require_limits`.
+REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "ipc_namespace", "minimal_fs",
+            "readonly_root", "private_tmp", "private_home", "no_keyrings", "no_file_channels",
+            "pid_counter_reset", "process_limit")
+LIMITS = ("cpu_limit", "memory_limit", "pids_limit")  # summed over all of a program's processes
+ERRORS = (None, "timeout", "wall_timeout", "memory", "output_limit", "crash", "worker_died")
 START_TIMEOUT_S = 60.0
 PRELUDE_SLOTS = 8  # preludes a worker keeps run (a GRPO step's problems); each costs every
 # worker a few hundred KiB, and a reload a few ms
@@ -52,25 +59,47 @@ PRELUDE_SLOTS = 8  # preludes a worker keeps run (a GRPO step's problems); each 
 # waits on a template that is itself waiting to write a long reply.
 QUEUE_SHARE = 4  # 16 KiB of the usual 64 KiB pipe
 GRACE_S = 10.0  # extra time the worker gets beyond a program's limit before it counts as dead
-_warned = False
+_warned: set[str] = set()  # the warnings given (once per process each)
 _warn_lock = threading.Lock()
+_serial = itertools.count()  # tells this process's sandboxes' cgroups apart
 
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    timeout_s: float = 3.0  # wall-clock limit per program; the CPU limit is this rounded up
-    memory_mb: int = 1024  # address-space limit (RLIMIT_AS) per process
+    # limit="cpu": CPU seconds a program may use, summed over all its processes (its cgroup;
+    # without one, per process through RLIMIT_CPU), with a wall-clock backstop of
+    # max(3 x timeout_s, timeout_s + 10 s); limit="wall": wall-clock seconds (the benchmark's
+    # fixed rule, for fidelity runs), so a busy machine can turn a slow program into a timeout
+    timeout_s: float = 3.0
+    limit: str = "cpu"  # "cpu" | "wall": what timeout_s limits (see above)
+    wall_factor: float = 3.0  # limit="cpu": the wall backstop is max(wall_factor x timeout_s,
+    wall_slack_s: float = 10.0  # timeout_s + wall_slack_s)
+    memory_mb: int = 1024  # memory of all a program's processes together (cgroup), and of each (RLIMIT_AS)
     file_size_mb: int = 16  # largest file a program may write (RLIMIT_FSIZE)
-    max_processes: int = 32  # processes a program may have at once (RLIMIT_NPROC, own uid)
+    max_processes: int = 32  # processes (and threads) a program may have at once (cgroup pids, RLIMIT_NPROC)
     output_bytes: int = 65536  # stdout and stderr are each kept up to this; beyond: output_limit
+    read_bytes: int = 4096  # each of a program's read_files is read back up to this many bytes
     workers: int = 2  # parallel worker processes
     require_isolation: bool = False  # refuse to start unless every protection is active
+    require_limits: bool = False  # refuse to start unless the per-program cgroup limits are active
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "memory_mb", "file_size_mb", "max_processes", "output_bytes",
-                     "workers"):
+                     "read_bytes", "workers", "wall_factor"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SandboxConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if self.wall_factor < 1 or self.wall_slack_s < 0:
+            raise ValueError("SandboxConfig: wall_factor must be >= 1 and wall_slack_s >= 0 (the "
+                             f"backstop is never below the CPU limit), got {self.wall_factor!r}, "
+                             f"{self.wall_slack_s!r}")
+        if self.limit not in ("cpu", "wall"):
+            raise ValueError(f"SandboxConfig.limit must be 'cpu' or 'wall', got {self.limit!r}")
+
+    def wall_limit_s(self, timeout_s: float) -> float:
+        """The wall-clock limit of a program whose `timeout_s` is this."""
+        if self.limit == "wall":
+            return timeout_s
+        return max(self.wall_factor * timeout_s, timeout_s + self.wall_slack_s)
 
 
 @dataclass(frozen=True)
@@ -89,8 +118,8 @@ class Program:
     """
 
     source: str
-    read_files: tuple[str, ...] = ()  # relative paths read back from its dir after it ends
-    timeout_s: float | None = None  # None -> SandboxConfig.timeout_s
+    read_files: tuple[str, ...] = ()  # relative paths read back (up to read_bytes) after it ends
+    timeout_s: float | None = None  # its limit (CPU or wall: SandboxConfig.limit); None -> the config's
     prelude: str = ""  # trusted definitions run before `source` (see above)
 
     def __post_init__(self) -> None:
@@ -102,12 +131,16 @@ class Program:
 
 @dataclass(frozen=True)
 class RunResult:
-    returncode: int | None  # exit status; -N when killed by signal N; None on timeout/output_limit
+    returncode: int | None  # exit status; -N when killed by signal N; None on a timeout/output_limit
     stdout: str
     stderr: str
-    files: dict[str, bytes | None]  # read_files -> content, None if absent or not a regular file
-    error: str | None  # None | "timeout" | "memory" | "output_limit" | "crash" | "worker_died"
+    files: dict[str, bytes | None]  # read_files -> its first read_bytes, None if absent or not a regular file
+    # None | "timeout" (its limit: CPU time, or wall time under limit="wall") | "wall_timeout"
+    # (the wall backstop of a CPU limit, CPU time under the limit: it waited, slept or starved)
+    # | "memory" | "output_limit" | "crash" | "worker_died"
+    error: str | None
     wall_s: float
+    cpu_s: float | None = None  # CPU seconds of all its processes (None: not measured)
 
 
 class SandboxIsolationError(RuntimeError):
@@ -117,12 +150,14 @@ class SandboxIsolationError(RuntimeError):
 class _Worker:
     """One worker process and its two pipes; used by one thread at a time."""
 
-    def __init__(self, settings: dict):
+    def __init__(self, settings: dict, slot: int):
+        self.slot = slot  # its cgroups' slot; a restarted worker takes its predecessor's
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", str(WORKER_SCRIPT), json.dumps(settings)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=WORKER_ENV, close_fds=True,
             start_new_session=True, cwd="/")
         self.hello: dict | None = None
+        self.caps = (settings["output_bytes"], settings["read_bytes"])  # the most a reply may hold
         self.queue_bytes = fcntl.fcntl(self.proc.stdin.fileno(), fcntl.F_GETPIPE_SZ) // QUEUE_SHARE
         # The preludes its template holds, least recently used first. The template keeps the
         # same list by the same rule, so a prelude's text is sent only when it is not there.
@@ -136,21 +171,22 @@ class _Worker:
         self.hello = hello
         return hello
 
-    def request(self, msg: dict, prelude: str, timeout_s: float) -> dict | None:
+    def request(self, msg: dict, source: bytes, prelude: str, wall_s: float) -> dict | None:
         """Send one program; its result, or None if the worker died or hung."""
-        if not self.write(self.frame(msg, prelude), prelude):
+        if not self.write(self.frame(msg, source, prelude), prelude):
             return None
-        return self.receive(time.monotonic() + timeout_s + GRACE_S)
+        return self.receive(time.monotonic() + wall_s + GRACE_S)
 
-    def frame(self, msg: dict, prelude: str) -> bytes:
-        """The bytes that send one program: with its prelude's text if the template lacks it."""
+    def frame(self, msg: dict, source: bytes, prelude: str) -> bytes:
+        """The bytes that send one program: a header (with its prelude's text if the template
+        lacks it), then its source, which only the program's own process reads."""
         if prelude:
             key = _digest(prelude)
             msg = {**msg, "prelude_key": key}
             if key not in self.preludes:
                 msg["prelude"] = prelude
-        data = json.dumps(msg).encode()
-        return struct.pack(">I", len(data)) + data
+        data = json.dumps({**msg, "source_len": len(source)}).encode()
+        return struct.pack(">I", len(data)) + data + source
 
     def write(self, data: bytes, prelude: str) -> bool:
         """Send a `frame` (the next one made for this worker); False if the pipe is broken. The
@@ -171,27 +207,44 @@ class _Worker:
         return True
 
     def receive(self, deadline: float) -> dict | None:
-        """The next message, or None if the worker died or gave nothing by `deadline`."""
+        """The next message (its payload, if any, under "payload"), or None if the worker died,
+        gave nothing by `deadline`, or sent more than the config allows."""
         try:
             fd = self.proc.stdout.fileno()
         except ValueError:  # closed: the worker was killed
             return None
-        buf = b""
-        need = 4
-        while len(buf) < need:
+        head = self._exact(fd, 4, deadline)
+        if head is None:
+            return None
+        body = self._exact(fd, struct.unpack(">I", head)[0], deadline)
+        try:
+            msg = json.loads(body)
+        except (TypeError, ValueError):  # None, or a garbled reply: a broken worker
+            return None
+        sizes = msg.get("sizes")
+        if sizes is not None:
+            caps = [self.caps[0]] * 2 + [self.caps[1]] * (len(sizes) - 2)
+            if len(sizes) < 2 or any(not isinstance(n, int) or n > cap for n, cap in zip(sizes, caps, strict=True)):
+                return None
+            payload = self._exact(fd, sum(max(n, 0) for n in sizes), deadline)
+            if payload is None:
+                return None
+            msg["payload"] = payload
+        return msg
+
+    @staticmethod
+    def _exact(fd: int, n: int, deadline: float) -> bytes | None:
+        buf = bytearray(n)  # filled in place: linear in the message's size
+        view, got = memoryview(buf), 0
+        while got < n:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 return None
-            chunk = os.read(fd, need - len(buf))
-            if not chunk:
+            k = os.readv(fd, [view[got:]])
+            if not k:
                 return None
-            buf += chunk
-            if need == 4 and len(buf) == 4:
-                need = 4 + struct.unpack(">I", buf)[0]
-        try:
-            return json.loads(buf[4:])
-        except ValueError:  # a garbled reply means a broken worker
-            return None
+            got += k
+        return bytes(buf)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -223,52 +276,80 @@ class Sandbox:
         os.chmod(self._host_dir, 0o711)  # the dropped uid must reach its own dir when no private /tmp
         self._settings = {**asdict(config), "host_dir": self._host_dir, "disable": list(_disable),
                           "prelude_slots": PRELUDE_SLOTS}
+        cg_notes: list[str] = []
+        self._cgroups = None if "cgroups" in _disable else Cgroups.create(
+            f"evil_moe_sandbox_{os.getpid()}_{next(_serial)}", config.workers, config.memory_mb,
+            config.max_processes, cg_notes)
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self.isolation: dict[str, bool] = {}
-        started = [_Worker(self._settings) for _ in range(config.workers)]
+        started: list[_Worker] = []
         try:
+            started += [self._start(slot) for slot in range(config.workers)]
             for w in started:
                 iso = w.wait_ready()["isolation"]
                 iso["process_limit"] = iso["uid_drop"] or os.geteuid() != 0
                 self.isolation = {k: bool(iso.get(k, False)) for k in ISOLATION_KEYS}
-            notes = started[0].hello.get("notes", [])
+            notes = started[0].hello.get("notes", []) + cg_notes
             missing = [k for k in REQUIRED if not self.isolation[k]]
-            if missing and config.require_isolation:
+            unlimited = [k for k in LIMITS if not self.isolation[k]]
+            refused = (missing if config.require_isolation else []) + (unlimited if config.require_limits else [])
+            if refused:
                 raise SandboxIsolationError(
-                    "sandbox: require_isolation=True but this host lacks: " + ", ".join(missing)
+                    "sandbox: require_isolation/require_limits but this host lacks: " + ", ".join(refused)
                     + (f" ({'; '.join(notes)})" if notes else ""))
         except BaseException:
             for w in started:
                 w.kill()
-            shutil.rmtree(self._host_dir, ignore_errors=True)
+            self._remove_dirs()
             raise
         if missing:
-            _warn_once(missing, notes)
+            _warn_once("isolation", "SANDBOX RUNS WITHOUT FULL ISOLATION: missing %s%s. Untrusted "
+                       "programs may reach the host through what is missing; "
+                       "SandboxConfig(require_isolation=True) refuses to run instead.", missing, notes)
+        if unlimited:
+            _warn_once("limits", "SANDBOX LIMITS ARE PER PROCESS, NOT PER PROGRAM: missing %s%s. "
+                       "A program's processes together may use more CPU time, memory or processes "
+                       "than its limit (rlimits still cap each process, the wall backstop each "
+                       "program); SandboxConfig(require_limits=True) refuses to run instead.",
+                       unlimited, notes)
         for w in started:
             self._idle.put(w)
+
+    def _start(self, slot: int) -> _Worker:
+        cg = None if self._cgroups is None else self._cgroups.dirs[slot]
+        return _Worker({**self._settings, "cgroup": cg}, slot)
+
+    def _remove_dirs(self) -> None:
+        if self._cgroups is not None:
+            self._cgroups.remove()
+        shutil.rmtree(self._host_dir, ignore_errors=True)
 
     def run(self, p: Program) -> RunResult:
         if self._closed:
             raise RuntimeError("Sandbox.run after close()")
-        msg, timeout = self._message(p)
+        msg, wall = self._message(p)
         worker = self._idle.get()
         try:
             t0 = time.monotonic()
-            reply = worker.request(msg, p.prelude, timeout)
+            reply = worker.request(msg, p.source.encode("utf-8", "surrogatepass"), p.prelude, wall)
             if reply is None:
                 worker.kill()
-                worker = self._restart()
+                worker = self._restart(worker.slot)
                 return _died(p, time.monotonic() - t0)
         finally:
             self._idle.put(worker)
-        return _result(reply)
+        return _result(reply, p)
 
     def _message(self, p: Program) -> tuple[dict, float]:
+        """A program's header (its source follows it in the pipe) and its wall-clock limit."""
         timeout = self.config.timeout_s if p.timeout_s is None else float(p.timeout_s)
-        return {"source": p.source, "read_files": list(p.read_files), "timeout_s": timeout}, timeout
+        if not timeout > 0:
+            raise ValueError(f"Program.timeout_s must be positive, got {p.timeout_s!r}")
+        wall = self.config.wall_limit_s(timeout)
+        return {"read_files": list(p.read_files), "timeout_s": timeout, "wall_s": wall}, wall
 
-    def _restart(self) -> _Worker:
-        w = _Worker(self._settings)
+    def _restart(self, slot: int) -> _Worker:
+        w = self._start(slot)
         w.wait_ready()
         return w
 
@@ -300,7 +381,7 @@ class Sandbox:
                 errors.append(e)
                 held[0].kill()  # it may hold a program whose reply nobody will read
                 try:
-                    held[0] = self._restart()
+                    held[0] = self._restart(held[0].slot)
                 except BaseException:  # noqa: BLE001 - the dead one goes back: its next run restarts it
                     pass
             finally:
@@ -346,28 +427,28 @@ class Sandbox:
                 if not backlog:
                     break
                 i, p = backlog[0]
-                msg, timeout = self._message(p)
-                data = held[0].frame(msg, p.prelude)
+                msg, wall = self._message(p)
+                data = held[0].frame(msg, p.source.encode("utf-8", "surrogatepass"), p.prelude)
                 if inflight and len(data) > held[0].queue_bytes:
                     break  # sent when the running program is done
                 backlog.popleft()
                 if not inflight:
                     started = time.monotonic()
                 held[0].write(data, p.prelude)  # a broken pipe shows as no reply below
-                inflight.append((i, p, timeout))
+                inflight.append((i, p, wall))
             if not inflight:
                 return
-            i, p, timeout = inflight.popleft()
-            reply = held[0].receive(started + timeout + GRACE_S)
+            i, p, wall = inflight.popleft()
+            reply = held[0].receive(started + wall + GRACE_S)
             now = time.monotonic()
             if reply is None:
                 held[0].kill()
-                held[0] = self._restart()
+                held[0] = self._restart(held[0].slot)
                 results[i] = _died(p, now - started)
                 backlog.extendleft((j, q) for j, q, _ in reversed(inflight))  # never started: again
                 inflight.clear()
             else:
-                results[i] = _result(reply)
+                results[i] = _result(reply, p)
             started = now
             if bar is not None:
                 bar.update()
@@ -381,7 +462,7 @@ class Sandbox:
                 self._idle.get_nowait().close()
             except queue.Empty:
                 break
-        shutil.rmtree(self._host_dir, ignore_errors=True)
+        self._remove_dirs()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -390,10 +471,16 @@ class Sandbox:
         self.close()
 
 
-def _result(reply: dict) -> RunResult:
-    files = {k: None if v is None else base64.b64decode(v) for k, v in reply["files"].items()}
-    return RunResult(reply["returncode"], reply["stdout"], reply["stderr"], files, reply["error"],
-                     reply["wall_s"])
+def _result(reply: dict, p: Program) -> RunResult:
+    sizes, payload = reply["sizes"], reply["payload"]
+    at = sizes[0] + sizes[1]
+    files: dict[str, bytes | None] = {}
+    for name, n in zip(p.read_files, sizes[2:], strict=True):
+        files[name] = None if n < 0 else payload[at:at + n]
+        at += max(n, 0)
+    return RunResult(reply["returncode"], payload[:sizes[0]].decode("utf-8", "replace"),
+                     payload[sizes[0]:sizes[0] + sizes[1]].decode("utf-8", "replace"), files,
+                     reply["error"], reply["wall_s"], reply["cpu_s"])
 
 
 def _died(p: Program, wall_s: float) -> RunResult:
@@ -406,13 +493,9 @@ def _digest(prelude: str) -> str:
     return hashlib.sha256(prelude.encode()).hexdigest()
 
 
-def _warn_once(missing: list[str], notes: list[str]) -> None:
-    global _warned
+def _warn_once(kind: str, message: str, missing: list[str], notes: list[str]) -> None:
     with _warn_lock:
-        if _warned:
+        if kind in _warned:
             return
-        _warned = True
-    log.warning("SANDBOX RUNS WITHOUT FULL ISOLATION: missing %s%s. Untrusted programs may "
-                "reach the host through what is missing; SandboxConfig(require_isolation=True) "
-                "refuses to run instead.", ", ".join(missing),
-                f" ({'; '.join(notes)})" if notes else "")
+        _warned.add(kind)
+    log.warning(message, ", ".join(missing), f" ({'; '.join(notes)})" if notes else "")

@@ -22,13 +22,29 @@ CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
 SYS_MOUNT_SETATTR = 442  # same number on every architecture (generic syscall table, Linux >= 5.12)
-# Keyrings outlive programs (a uid's, a persistent one, the session keyring the grader was
-# started with) and are shared across namespaces, so programs get none: a seccomp filter makes
-# add_key, request_key and keyctl fail with EPERM. Per architecture: its audit id and the three
-# syscall numbers.
-KEY_SYSCALLS = {"x86_64": (0xC000003E, (248, 249, 250)),
-                "aarch64": (0xC00000B7, (217, 218, 219)),
-                "riscv64": (0xC00000F3, (217, 218, 219))}.get(os.uname().machine)
+# The seccomp filter every program inherits (see `_filter`). Per architecture: its audit id and
+# syscall numbers. Refused outright (EPERM):
+# - add_key, request_key, keyctl: keyrings outlive programs (a uid's, a persistent one, the
+#   session keyring the grader was started with) and are shared across namespaces;
+# - flock, fadvise64, readahead, mincore, cachestat, the inotify and fanotify calls and io_uring:
+#   channels between programs through the files they all see (locks, the page cache, access
+#   events), or (io_uring) a way to make such calls past this filter;
+# and, by argument: fcntl's lock and lease commands (POSIX and OFD locks) and preadv2/pwritev2
+# with RWF_NOWAIT (which tells whether a file's page is cached).
+_X86 = {"add_key": 248, "request_key": 249, "keyctl": 250, "flock": 73, "fadvise64": 221,
+        "readahead": 187, "mincore": 27, "cachestat": 451, "inotify_init": 253,
+        "inotify_init1": 294, "inotify_add_watch": 254, "fanotify_init": 300, "fanotify_mark": 301,
+        "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+        "fcntl": 72, "preadv2": 327, "pwritev2": 328}
+_GENERIC = {"add_key": 217, "request_key": 218, "keyctl": 219, "flock": 32, "fadvise64": 223,
+            "readahead": 213, "mincore": 232, "cachestat": 451, "inotify_init1": 26,
+            "inotify_add_watch": 27, "fanotify_init": 262, "fanotify_mark": 263,
+            "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+            "fcntl": 25, "preadv2": 286, "pwritev2": 287}
+SYSCALLS = {"x86_64": (0xC000003E, _X86), "aarch64": (0xC00000B7, _GENERIC),
+            "riscv64": (0xC00000F3, _GENERIC)}.get(os.uname().machine)
+FCNTL_LOCKS = (5, 6, 7, 36, 37, 38, 1024)  # F_GETLK F_SETLK F_SETLKW F_OFD_* F_SETLEASE
+RWF_NOWAIT = 0x8
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
@@ -80,23 +96,44 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-def _no_keyrings_filter() -> _SockFprog:
-    """A seccomp program: EPERM for add_key, request_key and keyctl, and for every syscall of
-    another ABI (32-bit or x32 calls would have other numbers); everything else is allowed."""
-    arch, nrs = KEY_SYSCALLS
-    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, JMP|JGE|K, BPF_RET|K
+def _filter() -> _SockFprog:
+    """The seccomp program (see SYSCALLS): EPERM for the refused calls, for fcntl's lock
+    commands, for preadv2/pwritev2 with RWF_NOWAIT, and for every syscall of another ABI (32-bit
+    or x32 calls would have other numbers); everything else is allowed."""
+    arch, nrs = SYSCALLS
+    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JGE, JSET, RET|K
     allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
-    n = len(nrs)
-    code = [(ld, 0, 0, 4),  # seccomp_data.arch
-            (jeq, 1, 0, arch), (ret, 0, 0, deny),
-            (ld, 0, 0, 0),  # seccomp_data.nr
-            (jge, n + 1, 0, 0x40000000)]  # x32: deny
-    code += [(jeq, n - k, 0, nr) for k, nr in enumerate(nrs)]  # each jumps to the deny below
-    code += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
+    refused = [nr for name, nr in nrs.items() if name not in ("fcntl", "preadv2", "pwritev2")]
+    # (code, jump-if-true label, jump-if-false label, k); labels resolve to relative offsets
+    prog: list = [(LD, None, None, 4), (JEQ, None, "deny", arch),  # seccomp_data.arch
+                  (LD, None, None, 0), (JGE, "deny", None, 0x40000000)]  # .nr; x32: deny
+    prog += [(JEQ, "deny", None, nr) for nr in refused]
+    prog += [(JEQ, "fcntl", None, nrs["fcntl"]), (JEQ, "rwf", None, nrs["preadv2"]),
+             (JEQ, "rwf", None, nrs["pwritev2"]), (RET, None, None, allow)]
+    prog += ["fcntl", (LD, None, None, 16 + 8 * 1)]  # args[1] (low half, little-endian): cmd
+    prog += [(JEQ, "deny", None, cmd) for cmd in FCNTL_LOCKS] + [(RET, None, None, allow)]
+    prog += ["rwf", (LD, None, None, 16 + 8 * 5), (JSET, "deny", None, RWF_NOWAIT),  # args[5]: flags
+             (RET, None, None, allow)]
+    prog += ["deny", (RET, None, None, deny)]
+    at, n = {}, 0
+    for item in prog:
+        if isinstance(item, str):
+            at[item] = n
+        else:
+            n += 1
+    code, n = [], 0
+    for item in prog:
+        if isinstance(item, str):
+            continue
+        op, jt, jf, k = item
+        code.append((op, 0 if jt is None else at[jt] - n - 1, 0 if jf is None else at[jf] - n - 1, k))
+        n += 1
+    if sys.byteorder != "little":
+        raise OSError(errno.ENOSYS, "the seccomp filter reads arguments' low halves little-endian")
     insns = (_SockFilter * len(code))(*[_SockFilter(*c) for c in code])
-    prog = _SockFprog(len(code), insns)
-    prog._keep = insns  # the array must outlive the struct that points to it
-    return prog
+    prog_ = _SockFprog(len(code), insns)
+    prog_._keep = insns  # the array must outlive the struct that points to it
+    return prog_
 
 
 class _CapHeader(ctypes.Structure):
@@ -135,8 +172,8 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
     disabled = set(settings.get("disable", ()))
     root = os.geteuid() == 0
     iso = dict.fromkeys(("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
-                         "ipc_namespace", "readonly_root", "private_tmp", "private_home", "uid_drop",
-                         "no_keyrings"),
+                         "ipc_namespace", "minimal_fs", "readonly_root", "private_tmp",
+                         "private_home", "uid_drop", "no_keyrings", "no_file_channels"),
                         False)
     wanted = [(CLONE_NEWNS, "mount_namespace"), (CLONE_NEWPID, "pid_namespace"),
               (CLONE_NEWNET, "net_namespace"), (CLONE_NEWIPC, "ipc_namespace")]
@@ -182,45 +219,147 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
             notes.append(f"private mounts unavailable ({e})")
             iso["mount_namespace"] = False
     if iso["mount_namespace"]:
-        try:  # every host mount read-only and nosuid; the mounts added below stay writable
-            _readonly_tree("/")
-            iso["readonly_root"] = True
-        except OSError as e:
-            notes.append(f"read-only root unavailable ({e})")
         try:
-            hide_homes()
-            iso["private_home"] = True
+            minimal_root(settings["host_dir"], iso["pid_namespace"], settings["file_size_mb"])
+            iso.update(minimal_fs=True, readonly_root=True, private_home=True, private_tmp=True)
         except OSError as e:
-            notes.append(f"hiding home directories failed ({e})")
-        try:
-            if iso["pid_namespace"]:
-                _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-            size = max(4 * settings["file_size_mb"], 64)
-            for path in SCRATCH:
-                if os.path.isdir(path):
-                    _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV,
-                           f"size={size}m,nr_inodes=4096,mode=1777")
-            iso["private_tmp"] = True
-        except OSError as e:
-            notes.append(f"private /proc or /tmp unavailable ({e})")
+            notes.append(f"minimal file-system view unavailable ({e}); the host's is used, read-only")
+            _host_root_view(settings, iso, notes)
     if root and "uid_drop" not in disabled:
         iso["uid_drop"] = True
     # On this process (the template; the worker itself without a pid namespace), which never
     # execs: programs inherit no_new_privs and the filter through fork.
     prctl(PR_SET_NO_NEW_PRIVS, 1)  # an exec'd setuid binary gains nothing
     if "no_keyrings" not in disabled:
-        if KEY_SYSCALLS is None:
+        if SYSCALLS is None:
             notes.append(f"keyrings not blocked (no seccomp filter for {os.uname().machine})")
         else:
             try:
-                _seccomp(_no_keyrings_filter())
-                refused = _libc.syscall(KEY_SYSCALLS[1][2], 0, -3, 0) == -1  # keyctl(GET_KEYRING_ID)
+                _seccomp(_filter())
+                refused = _libc.syscall(SYSCALLS[1]["keyctl"], 0, -3, 0) == -1  # keyctl(GET_KEYRING_ID)
                 iso["no_keyrings"] = refused and ctypes.get_errno() == errno.EPERM
+                iso["no_file_channels"] = iso["no_keyrings"] and _flock_refused()
                 if not iso["no_keyrings"]:
                     notes.append("keyrings not blocked (the seccomp filter let keyctl through)")
             except OSError as e:
                 notes.append(f"keyrings not blocked (seccomp filters unavailable: {e})")
     return iso
+
+
+def _flock_refused() -> bool:
+    import fcntl
+
+    with open("/dev/null") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            return e.errno == errno.EPERM
+    return False
+
+
+def _host_root_view(settings: dict, iso: dict[str, bool], notes: list[str]) -> None:
+    """The fallback view: every host mount read-only and nosuid, homes hidden, private /proc and
+    scratch tmpfs (the benchmark's data stays readable where it is world-readable)."""
+    try:
+        _readonly_tree("/")
+        iso["readonly_root"] = True
+    except OSError as e:
+        notes.append(f"read-only root unavailable ({e})")
+    try:
+        hide_homes()
+        iso["private_home"] = True
+    except OSError as e:
+        notes.append(f"hiding home directories failed ({e})")
+    try:
+        if iso["pid_namespace"]:
+            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+        _scratch("", settings["file_size_mb"])
+        iso["private_tmp"] = True
+    except OSError as e:
+        notes.append(f"private /proc or /tmp unavailable ({e})")
+
+
+def _scratch(root: str, file_size_mb: int) -> None:
+    size = max(4 * file_size_mb, 64)
+    for path in SCRATCH:
+        if os.path.isdir(root + path):
+            _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV,
+                   f"size={size}m,nr_inodes=4096,mode=1777")
+
+
+# What a program sees besides the interpreter's own directories: the system's libraries and
+# tools (read-only), the loader's cache and the time zone. No home, no /work, no /mnt, /opt,
+# /srv, /var, /run or /sys; /etc holds only these files.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
+DEV_NODES = ("null", "zero", "random", "urandom")
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41}.get(os.uname().machine)
+MNT_DETACH = 2
+MS_RDONLY = 0x1
+pid_counter_fd: int | None = None  # this pid namespace's ns_last_pid, open for writing (see minimal_root)
+
+
+def minimal_root(new: str, own_proc: bool, file_size_mb: int) -> None:
+    """Make `new` (an existing empty directory) this mount namespace's root, holding only what
+    the interpreter needs, read-only: SYSTEM_DIRS, ETC_FILES and the interpreter's directories
+    bound from the host; a private /dev with DEV_NODES only (no pty: no ptmx, no pts); a fresh
+    /proc (this pid namespace's, if `own_proc`); empty private tmpfs on /tmp, /var/tmp and
+    /dev/shm. The old root is detached, so no other host path (data, sockets) is reachable."""
+    if SYS_PIVOT_ROOT is None:
+        raise OSError(errno.ENOSYS, f"no pivot_root number for {os.uname().machine}")
+    _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")
+
+    def bind(src: str) -> None:
+        dst = new + src
+        if os.path.islink(src):
+            if not os.path.lexists(dst):
+                os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+                os.symlink(os.readlink(src), dst)
+            return
+        if os.path.isdir(src):
+            os.makedirs(dst, mode=0o755, exist_ok=True)
+        elif os.path.isfile(src):
+            os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+            open(dst, "w").close()
+        else:
+            return
+        _mount(src, dst, None, MS_BIND | MS_REC, None)
+
+    for d in SYSTEM_DIRS + ETC_FILES:
+        bind(d)
+    for d in _python_dirs(resolved=False):
+        if not any(d == s or d.startswith(s + "/") for s in SYSTEM_DIRS) and not os.path.lexists(new + d):
+            bind(d)
+    os.makedirs(new + "/dev", mode=0o755)
+    _mount("tmpfs", new + "/dev", "tmpfs", MS_NOSUID, "size=64k,nr_inodes=64,mode=0755")
+    for node in DEV_NODES:
+        open(f"{new}/dev/{node}", "w").close()
+        _mount(f"/dev/{node}", f"{new}/dev/{node}", None, MS_BIND, None)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{new}/dev/{name}")
+    for d in ("/dev/shm", "/proc", "/tmp", "/var/tmp"):
+        os.makedirs(new + d, mode=0o755, exist_ok=True)
+    if not own_proc:
+        _mount("/proc", new + "/proc", None, MS_BIND | MS_REC, None)
+    _readonly_tree(new)  # the root, the binds and /dev; the scratch mounts below stay writable
+    if own_proc:
+        # A writable /proc first, for the template's handle on this pid namespace's counter,
+        # then a read-only one over it, the only one programs see: no sysctl of the namespaces
+        # a program shares with later ones can be written through it.
+        global pid_counter_fd
+        flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+        _mount("proc", new + "/proc", "proc", flags, None)
+        try:
+            pid_counter_fd = os.open(new + "/proc/sys/kernel/ns_last_pid", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            pid_counter_fd = None
+        _mount("proc", new + "/proc", "proc", flags | MS_RDONLY, None)
+    _scratch(new, file_size_mb)
+    os.chdir(new)
+    _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", ctypes.c_int(MNT_DETACH)), "umount old root")
+    os.chdir("/")
 
 
 def _no_ipc_objects() -> None:
@@ -239,11 +378,17 @@ def _no_ipc_objects() -> None:
         f.write(f"{semmsl} {semmns} {semopm} 0")
 
 
-def _python_dirs() -> list[str]:
-    """The interpreter's own directories (prefixes, stdlib, site-packages), top-most only."""
-    found = {os.path.realpath(p) for p in (sys.prefix, sys.exec_prefix, sys.base_prefix,
-                                            os.path.dirname(os.path.realpath(sys.executable)),
-                                            *sys.path) if p and os.path.isdir(p)}
+def _python_dirs(resolved: bool = True) -> list[str]:
+    """The interpreter's own directories (prefixes, stdlib, site-packages), top-most only: as
+    real paths, and (not `resolved`) as the interpreter names them too."""
+    import site
+
+    dirs = [p for p in (sys.prefix, sys.exec_prefix, sys.base_prefix,
+                        os.path.dirname(os.path.realpath(sys.executable)), *sys.path,
+                        *site.getsitepackages()) if p and os.path.isdir(p)]
+    found = {os.path.realpath(p) for p in dirs}
+    if not resolved:
+        found |= {os.path.abspath(p) for p in dirs}
     top: list[str] = []
     for d in sorted(found):
         if not any(d.startswith(t + "/") or d == t for t in top):

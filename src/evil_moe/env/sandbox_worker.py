@@ -19,7 +19,6 @@ lengths followed by JSON; the template never unpickles.
 
 from __future__ import annotations
 
-import base64
 import builtins
 import errno
 import gc
@@ -27,7 +26,6 @@ import json
 import os
 import resource
 import select
-import shutil
 import signal
 import stat
 import struct
@@ -37,6 +35,8 @@ import types
 from collections import OrderedDict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script under -I
+import sandbox_isolation  # noqa: E402
+from sandbox_cgroup import ProgramCgroup  # noqa: E402
 from sandbox_isolation import (  # noqa: E402
     CLONE_NEWIPC,
     PR_SET_CHILD_SUBREAPER,
@@ -56,30 +56,42 @@ PRELOAD = ("typing", "collections", "itertools", "heapq", "bisect", "math", "fun
 # A program's environment: these, and HOME and TMPDIR, both its own directory.
 PROGRAM_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 MEMORY_TAG = b"M"
+READ_TAG = b"R"  # a program's process has read its whole request (its first write on fd 3)
+STATUS_BYTES = 64  # the status pipe holds a few tags; a program that floods it gets output_limit
 
 
 # ----------------------------------------------------------------------------- messages
-def send(fd: int, obj: dict) -> None:
+def send(fd: int, obj: dict, payload: list | tuple = ()) -> None:
+    """A message: the JSON header, then `payload` (buffers whose sizes the header names)."""
     data = json.dumps(obj).encode()
-    view = memoryview(struct.pack(">I", len(data)) + data)
-    while view:
-        view = view[os.write(fd, view):]
+    views = [memoryview(struct.pack(">I", len(data)) + data), *map(memoryview, payload)]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views:
+            views[0] = views[0][n:]
+
+
+def read_exact(fd: int, n: int) -> bytes | None:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if not k:
+            return None
+        got += k
+    return bytes(buf)
 
 
 def recv(fd: int) -> dict | None:
-    def exact(n: int) -> bytes | None:
-        buf = b""
-        while len(buf) < n:
-            chunk = os.read(fd, n - len(buf))
-            if not chunk:
-                return None
-            buf += chunk
-        return buf
-
-    head = exact(4)
+    """A request's header (trusted: the grader's). The program's source follows it in the pipe
+    and is read by the program's own process, never by the template."""
+    head = read_exact(fd, 4)
     if head is None:
         return None
-    body = exact(struct.unpack(">I", head)[0])
+    body = read_exact(fd, struct.unpack(">I", head)[0])
     return None if body is None else json.loads(body)
 
 
@@ -143,8 +155,9 @@ def _run_source(source: str, main: types.ModuleType | None) -> None:
     os._exit(rc & 0xFF)
 
 
-def _safe_read(root: str, name: str, limit: int) -> bytes | None:
-    """Read `root/name` without following symlinks at any level; None unless a regular file."""
+def _safe_read(root: str, name: str, view: memoryview) -> int | None:
+    """Read `root/name` into `view` (at most its size) without following symlinks at any level;
+    the bytes read, or None unless a regular file."""
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if not parts or ".." in parts or name.startswith("/"):
         return None
@@ -156,11 +169,10 @@ def _safe_read(root: str, name: str, limit: int) -> bytes | None:
         fds.append(fd)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        chunks, size = [], 0
-        while size < limit and (chunk := os.read(fd, min(1 << 20, limit - size))):
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
+        got = 0
+        while got < len(view) and (k := os.readv(fd, [view[got:]])):
+            got += k
+        return got
     except OSError:
         return None
     finally:
@@ -168,10 +180,58 @@ def _safe_read(root: str, name: str, limit: int) -> bytes | None:
             os.close(fd)
 
 
+def _empty_dir(path: str) -> None:
+    """Remove everything inside `path` without recursion and with short paths at any depth:
+    each non-empty directory's entries move up to `path` (each entry moves once), then it goes.
+    Never follows symlinks; bounded by the entries there are (a scratch tmpfs holds 4096)."""
+    moved = 0
+    while True:
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            return
+        if not entries:
+            return
+        progress = False
+        for e in entries:
+            try:
+                if not e.is_dir(follow_symlinks=False):
+                    os.unlink(e.path)
+                    progress = True
+                    continue
+                try:
+                    os.rmdir(e.path)
+                    progress = True
+                    continue
+                except OSError:
+                    pass
+                os.chmod(e.path, 0o700)  # a program may have left it unreadable
+                for child in os.scandir(e.path):
+                    moved += 1
+                    while os.path.lexists(dst := os.path.join(path, f".wipe{moved}")):
+                        moved += 1
+                    os.rename(child.path, dst)
+                    progress = True
+            except OSError:
+                pass
+        if not progress:
+            return
+
+
 class Template:
-    def __init__(self, settings: dict, iso: dict[str, bool], host_pid: int):
+    def __init__(self, settings: dict, iso: dict[str, bool], host_pid: int, req_fd: int,
+                 cg: ProgramCgroup | None):
         self.s = settings
         self.iso = iso
+        self.req_fd = req_fd
+        self.cg = cg
+        self.ncpu = len(os.sched_getaffinity(0))
+        # Fixed buffers for what a program sends back, allocated once and zeroed after each
+        # program: the template never holds a program's output in memory it frees, so no later
+        # program, forked from it, can find that output (or the source it printed) in its heap.
+        cap = int(settings["output_bytes"])
+        self.bufs = [bytearray(cap + 1), bytearray(cap + 1), bytearray(STATUS_BYTES)]
+        self.zeros = bytes(cap + 1)
         self.uid = UID_BASE + host_pid if iso["uid_drop"] else None
         os.environ.clear()  # the worker's was WORKER_ENV; programs fork with this one
         os.environ.update(PROGRAM_ENV)
@@ -191,10 +251,11 @@ class Template:
         self.evicted = 0  # preludes evicted since the last full collection
 
     def _main_for(self, req: dict) -> tuple[types.ModuleType | None, str]:
-        """The __main__ a program starts in (None: a fresh one) and the source it runs there."""
+        """The __main__ a program starts in (None: a fresh one) and the text it runs there before
+        its source (its prelude's, if that raised)."""
         key = req.get("prelude_key")
         if key is None:
-            return None, req["source"]
+            return None, ""
         if "prelude" in req:
             self.preludes[key] = self._run_prelude(req["prelude"])
             while len(self.preludes) > self.s["prelude_slots"]:
@@ -212,8 +273,7 @@ class Template:
             gc.freeze()  # programs' collections never walk (and so never copy) these objects
         else:
             self.preludes.move_to_end(key)  # a KeyError here is a bug: the parent mirrors this
-        main, failed = self.preludes[key]
-        return main, failed + req["source"]
+        return self.preludes[key]
 
     @staticmethod
     def _run_prelude(text: str) -> tuple[types.ModuleType | None, str]:
@@ -225,43 +285,56 @@ class Template:
         return main, ""
 
     # -- one program
-    def run(self, req: dict) -> dict:
+    def run(self, req: dict) -> tuple[dict, list]:
+        """Run one program; its reply header and payload (stdout, stderr, then each file)."""
         self.count += 1
         wdir = os.path.join(self.base, f"run{self.count}")
         os.mkdir(wdir, 0o700)
         if self.uid is not None:
             os.chown(wdir, self.uid, self.uid)
-        timeout = float(req["timeout_s"])
-        cap = int(self.s["output_bytes"])
-        main, source = self._main_for(req)
+        timeout, wall_limit = float(req["timeout_s"]), float(req["wall_s"])
+        cpu_checked = self.s["limit"] == "cpu" and self.cg is not None and self.cg.cpu_fd is not None
+        main, failed = self._main_for(req)
         pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, status
+        if self.cg is not None:
+            self.cg.start()
+        reaped_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if sandbox_isolation.pid_counter_fd is not None:  # every program is pid 2 (no counter)
+            os.write(sandbox_isolation.pid_counter_fd, b"1")
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            self._child(source, main, wdir, timeout, [w for _, w in pipes])
+            self._child(int(req["source_len"]), failed, main, wdir, timeout, [w for _, w in pipes])
         for _, w in pipes:
             os.close(w)
         reads = [r for r, _ in pipes]
-        bufs = {r: bytearray() for r in reads}
+        views = {r: memoryview(b) for r, b in zip(reads, self.bufs, strict=True)}
+        got = dict.fromkeys(reads, 0)
         error, exited = None, False
         pidfd = os.pidfd_open(pid)
         poller = select.poll()
         for fd in [*reads, pidfd]:
             poller.register(fd, select.POLLIN)
-        deadline = t0 + timeout
-        while not exited:
+        deadline = t0 + wall_limit
+        while not exited and error is None:
             left = deadline - time.monotonic()
             if left <= 0:
-                error = "timeout"
+                error = "wall"
                 break
+            if cpu_checked:
+                used = self.cg.cpu_s()
+                if used >= timeout:
+                    error = "timeout"
+                    break
+                # the soonest its processes (at most one per CPU) can reach the limit
+                left = min(left, max((timeout - used) / self.ncpu, 0.002))
             for fd, _ in poller.poll(left * 1000):
                 if fd == pidfd:
                     exited = True
-                elif not self._pump(fd, bufs[fd]):
+                elif (n := self._pump(fd, views[fd], got)) == 0:
                     poller.unregister(fd)
-            if any(len(bufs[r]) > cap for r in reads[:2]):
-                error = "output_limit"
-                break
+                elif n < 0:
+                    error = "output_limit"
         if not exited:
             os.kill(pid, signal.SIGKILL)
         _, status, usage = os.wait4(pid, 0)
@@ -270,56 +343,103 @@ class Template:
         self._kill_all(pid)
         for r in reads:
             os.set_blocking(r, False)
-            while self._pump(r, bufs[r], drain=len(bufs[r]) <= cap):
+            while (n := self._pump(r, views[r], got)) > 0:
                 pass
+            if n < 0 and error is None:
+                error = "output_limit"
             os.close(r)
+        status_bytes = views[reads[2]][:got[reads[2]]]
+        if status_bytes[:1] != READ_TAG:
+            # Its process died before it had read its request whole: the pipe is out of step.
+            # The worker ends; the grader gives this program worker_died and starts another.
+            os._exit(70)
+        if self.cg is not None and self.cg.cpu_fd is not None:
+            cpu = self.cg.cpu_s()
+        else:  # every process of the program was reaped by now, by us or by its own parents
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime + after.ru_stime) - (reaped_before.ru_utime + reaped_before.ru_stime)
+        if error == "wall":
+            error = "timeout" if self.s["limit"] == "wall" or cpu >= timeout else "wall_timeout"
         returncode = os.waitstatus_to_exitcode(status)
         if error is None:
             if os.WIFSIGNALED(status):
                 sig = os.WTERMSIG(status)
-                cpu = usage.ru_utime + usage.ru_stime
-                if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= self._cpu_limit(timeout)):
+                own_cpu = usage.ru_utime + usage.ru_stime
+                if sig == signal.SIGXCPU or (sig == signal.SIGKILL and own_cpu >= self._cpu_limit(timeout)):
                     error = "timeout"
+                elif sig == signal.SIGKILL and self.cg is not None and self.cg.oom_killed():
+                    error = "memory"  # the kernel's OOM killer, at the program's memory limit
                 else:
                     error = "crash"
-            elif MEMORY_TAG in bufs[reads[2]]:
+            elif MEMORY_TAG in bytes(status_bytes[1:]):
                 error = "memory"
-        if error in ("timeout", "output_limit"):
+        if error in ("timeout", "wall_timeout", "output_limit"):
             returncode = None
-        files = {}
-        for name in req.get("read_files", ()):
-            data = _safe_read(wdir, name, self.s["file_size_mb"] << 20)
-            files[name] = None if data is None else base64.b64encode(data).decode()
+        names = req.get("read_files", ())
+        limit = int(self.s["read_bytes"])
+        filebuf = bytearray(limit * len(names))
+        cap = int(self.s["output_bytes"])  # the buffers hold one byte more: to tell "too much"
+        sizes = [min(got[reads[0]], cap), min(got[reads[1]], cap)]
+        payload = [views[reads[0]][:sizes[0]], views[reads[1]][:sizes[1]]]
+        for k, name in enumerate(names):
+            view = memoryview(filebuf)[k * limit:(k + 1) * limit]
+            n = _safe_read(wdir, name, view)
+            sizes.append(-1 if n is None else n)
+            payload.append(view[:max(n or 0, 0)])
         self._wipe(wdir)
-        return {"returncode": returncode, "error": error, "wall_s": wall, "files": files,
-                "stdout": bytes(bufs[reads[0]][:cap]).decode("utf-8", "replace"),
-                "stderr": bytes(bufs[reads[1]][:cap]).decode("utf-8", "replace")}
+        header = {"returncode": returncode, "error": error, "wall_s": wall, "cpu_s": cpu, "sizes": sizes}
+        return header, payload + [filebuf]  # filebuf: last, size 0 in the header, zeroed by `done`
+
+    def done(self, payload: list) -> None:
+        """After the reply is sent: zero every buffer that held the program's bytes."""
+        for view in payload[:2]:
+            view[:] = self.zeros[:len(view)]
+        status = memoryview(self.bufs[2])
+        status[:] = self.zeros[:len(status)]
+        filebuf = payload[-1]
+        filebuf[:] = bytes(len(filebuf))
 
     @staticmethod
-    def _pump(fd: int, buf: bytearray, drain: bool = True) -> bool:
+    def _pump(fd: int, view: memoryview, got: dict) -> int:
+        """Read what `fd` has into `view`; the bytes read, 0 at EOF, -1 once `view` is full
+        (one byte past the cap: the program sent too much), -2 if nothing is there now."""
+        if got[fd] >= len(view):
+            return -1
         try:
-            chunk = os.read(fd, 1 << 16)
+            n = os.readv(fd, [view[got[fd]:]])
         except BlockingIOError:
-            return False
-        if chunk and drain:
-            buf += chunk
-        return bool(chunk)
+            return -2  # nothing now (draining without blocking)
+        got[fd] += n
+        return -1 if got[fd] >= len(view) else n
 
     @staticmethod
     def _cpu_limit(timeout: float) -> int:
         return max(1, int(timeout + 0.999))
 
-    def _child(self, source: str, main: types.ModuleType | None, wdir: str, timeout: float,
-               writers: list[int]) -> None:
+    def _child(self, source_len: int, failed: str, main: types.ModuleType | None, wdir: str,
+               timeout: float, writers: list[int]) -> None:
         try:
-            os.setsid()
+            # The program's source goes from the pipe to this process only: the template, from
+            # which every later program is forked, never reads it.
+            data = read_exact(self.req_fd, source_len)
+            if data is None:
+                os._exit(127)
+            source = failed + data.decode("utf-8", "surrogateescape")
+            del data
             out_w, err_w, status_w = writers
+            os.write(status_w, READ_TAG)
+            if self.cg is not None:
+                self.cg.join()  # its memory, processes and CPU time count in its cgroup from here
+            os.setsid()
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
             os.dup2(status_w, 3)
             os.closerange(4, 1 << 20)
             os.chdir(wdir)
-            cpu = self._cpu_limit(timeout)
+            # Per process: the limit itself where nothing sums a program's processes; a second
+            # more where its cgroup does (the template stops it at the limit; the kernel's
+            # per-process count runs a little ahead of the cgroup's).
+            cpu = self._cpu_limit(timeout) + (self.cg is not None and self.cg.cpu_fd is not None)
             limits = [(resource.RLIMIT_CPU, cpu, cpu + 1),
                       (resource.RLIMIT_FSIZE, self.s["file_size_mb"] << 20, self.s["file_size_mb"] << 20),
                       (resource.RLIMIT_NPROC, self.s["max_processes"], self.s["max_processes"]),
@@ -376,21 +496,23 @@ class Template:
         os.waitpid(pid, 0)
 
     def _wipe(self, wdir: str) -> None:
+        """Remove the program's directory and whatever it left in the scratch mounts, without
+        recursion (a program may leave thousands of nested directories)."""
         try:
             os.rmdir(wdir)  # most programs leave their directory empty
         except OSError:
-            shutil.rmtree(wdir, ignore_errors=True)
+            _empty_dir(wdir)
+            try:
+                os.rmdir(wdir)
+            except OSError:
+                pass
         for scratch, dev in self.scratch.items():  # anything a program left there is removed
             try:
                 if os.stat(scratch, follow_symlinks=False).st_dev != dev:  # not our mount now
                     continue
             except OSError:
                 continue
-            for entry in os.scandir(scratch):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
+            _empty_dir(scratch)
 
 
 def _kill(pid: int) -> None:
@@ -442,6 +564,14 @@ def main() -> None:
     os.close(null)
     host_pid = os.getpid()
     notes: list[str] = []
+    # The cgroup files are opened here, on the host's mounts, before this process's mounts go
+    # read-only: the handles stay writable.
+    cg = None
+    if settings.get("cgroup"):
+        try:
+            cg = ProgramCgroup(settings["cgroup"])
+        except OSError as e:
+            notes.append(f"cgroup files unavailable ({e})")
     iso = isolate(settings, notes)
     prctl(PR_SET_DUMPABLE, 0)  # programs running as our uid cannot ptrace or read our memory
     if not iso["pid_namespace"]:
@@ -459,12 +589,18 @@ def main() -> None:
         __import__(module)
     _skip_threading_repair_in_programs()
     compile("pass", "<warm-up>", "exec")  # a process's first compile sets up the parser (~2 ms)
-    template = Template(settings, iso, host_pid)
+    template = Template(settings, iso, host_pid, req_fd, cg)
     gc.collect()
     gc.freeze()
+    iso["cpu_limit"] = cg is not None and cg.cpu_fd is not None
+    iso["memory_limit"] = cg is not None and "memory" in cg.has
+    iso["pids_limit"] = cg is not None and "pids" in cg.has
+    iso["pid_counter_reset"] = sandbox_isolation.pid_counter_fd is not None
     send(resp_fd, {"ready": True, "isolation": iso, "notes": notes})
     while (req := recv(req_fd)) is not None:
-        send(resp_fd, template.run(req))
+        header, payload = template.run(req)
+        send(resp_fd, header, payload[:-1])
+        template.done(payload)
 
 
 if __name__ == "__main__":
