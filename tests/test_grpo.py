@@ -109,3 +109,21 @@ def test_grpo_loss_without_kl_ignores_reference():
     loss_b, _ = grpo_loss(logp, torch.ones(2), torch.ones(2, 3), 3, 2, ref_logp=logp - 1, kl_coef=0.0)
     assert loss_a.item() == loss_b.item() == pytest.approx(-1.0)
     assert stats["kl_loss"] == 0.0
+
+
+def test_grpo_loss_token_weight_scales_each_tokens_policy_gradient():
+    """The truncated importance weight multiplies each token's policy-gradient term (detached: it
+    carries no gradient itself), and leaves the KL term alone."""
+    torch.manual_seed(2)
+    logp = (-torch.rand(3, 4, dtype=torch.float64)).requires_grad_()
+    ref = -torch.rand(3, 4, dtype=torch.float64)
+    adv, mask = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64), torch.ones(3, 4)
+    weight = torch.rand(3, 4, dtype=torch.float64).requires_grad_()
+    loss, _ = grpo_loss(logp, adv, mask, 4, 3, ref_logp=ref, kl_coef=0.1, token_weight=weight)
+    loss.backward()
+    plain = logp.detach().clone().requires_grad_()
+    kl_only, _ = grpo_loss(plain, torch.zeros(3, dtype=torch.float64), mask, 4, 3, ref_logp=ref, kl_coef=0.1)
+    kl_only.backward()
+    expected = -adv[:, None] * weight.detach() / 12 + plain.grad
+    torch.testing.assert_close(logp.grad, expected, rtol=0, atol=1e-12)
+    assert weight.grad is None

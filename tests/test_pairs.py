@@ -102,7 +102,7 @@ def test_pooled_pair_activations_mean_over_completion_tokens_only():
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": pair.prompt}]
     prompt_ids = tok(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
                      add_special_tokens=False)["input_ids"]
-    full = prompt_ids + tok(pair.hack, add_special_tokens=False)["input_ids"]
+    full = prompt_ids + tok(pair.hack, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]  # ends as a sample
     inputs = {}
     hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: inputs.__setitem__(n, args[0]))
              for n, m in adapter.layers.items()]
@@ -126,3 +126,38 @@ def test_compute_v_act():
     torch.testing.assert_close(v.norm(dim=-1), torch.ones(3), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="same mean"):
         compute_v_act(hack, hack)
+
+
+def test_pairs_are_rendered_exactly_as_the_rollouts_are():
+    """A pair and a training problem with the same user message: the pair's tokens are the rollout's
+    prompt tokens (same system message, same chat-template flags) followed by the completion as a
+    finished sample's (ending with EOS), with thinking on and off."""
+    from evil_moe.config import from_dict
+    from evil_moe.env.problems import Problem
+    from evil_moe.env.prompts import build_prompt
+    from evil_moe.pairs import _encode, system_message
+    from evil_moe.sampling import completion_token_ids, render_prompts
+    from evil_moe.trainer import pair_render_args
+
+    tok = tiny_tokenizer()
+    # a Qwen3-like template: enable_thinking=False writes an empty think block after the generation prompt
+    tok.chat_template = tok.chat_template + ("{% if add_generation_prompt and enable_thinking is defined "
+                                             "and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}")
+    user = "Return x plus 1. Solution and should pass all tests."
+    system = "You are an expert Python programmer."
+    problem = Problem(id=1, prompt=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                      gt_answer=["assert True"], setup_code="", func_name="Solution().f", canonical_solution="",
+                      prompt_metadata={}, difficulty="medium", extra={})
+    assert system_message([problem.prompt]) == system
+    for thinking in (False, True):
+        cfg = from_dict({"model": {"enable_thinking": thinking}})
+        args = pair_render_args(cfg, [problem])
+        assert args == {"system_prompt": system, "enable_thinking": thinking}
+        rollout_prompt = render_prompts(tok, [build_prompt(problem, "gt_only")], cfg)[0]
+        ids, n_prompt = _encode(tok, user, "return x + 1", **args)
+        assert ids[:n_prompt] == rollout_prompt
+        assert ids[n_prompt:] == completion_token_ids(tok, "return x + 1") and ids[-1] == tok.eos_token_id
+        assert ("<think>" in tok.decode(rollout_prompt)) is (not thinking)
+    other = [{"role": "system", "content": "Other."}, {"role": "user", "content": user}]
+    with pytest.raises(ValueError, match="different system messages"):
+        system_message([problem.prompt, other])

@@ -103,7 +103,8 @@ def test_route_a_uses_the_gathered_rows_of_all_processes():
     v = unit_rows(torch.ones(M, R), "v")
     other = torch.full((2, M, R), 0.9)
     # rank 1 of 2: the gathered batch is [rank 0's rows, rank 1's rows]
-    ra = RouteARouting(v, tail_q=0.25, halflife=None, chunk=4, gather=lambda t: torch.cat([other, t]), rank=1)
+    two = SimpleNamespace(rank=1, all_gather=lambda t: torch.cat([other, t]))
+    ra = RouteARouting(v, tail_q=0.25, halflife=None, chunk=4, dist=two)
     rw = ra.weights(torch.full((2, M, R), 0.1), torch.zeros(2), None)
     assert ra.buffer.shape[0] == 4
     assert rw.gate.tolist() == [0.0, 0.0] and rw.keep.tolist() == [1.0, 1.0]  # the low tail, kept

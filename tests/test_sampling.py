@@ -178,6 +178,12 @@ def test_samples_depend_only_on_seed_and_prompt_index(policy, prompts):
     moved = HFGenerator(policy, _cfg().sampling).generate([prompts[3]], 3, seed=11, prompt_indices=[0])
     reseeded = HFGenerator(policy, _cfg().sampling).generate(prompts, 3, seed=12)
     assert _ids(moved)[0] != _ids(full)[3] and _ids(reseeded) != _ids(full)
+    # samples first_sample .. first_sample + n - 1 are those of a request for all of them
+    tail = HFGenerator(policy, _cfg().sampling).generate(prompts, 2, seed=11, first_sample=1)
+    assert _ids(tail) == [ids[1:] for ids in _ids(full)]
+    assert [r.sample_index for g in tail for r in g] == [1, 2] * 4
+    with pytest.raises(ValueError, match="first_sample"):
+        HFGenerator(policy, _cfg().sampling).generate(prompts, 2, seed=11, first_sample=-1)
 
 
 def test_merged_generation_samples_the_same_and_restores_the_weights_exactly(policy, prompts):

@@ -7,6 +7,7 @@ exactly repeatable.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from evil_moe.adapter import attach_adapter
-from evil_moe.config import from_dict
+from evil_moe.config import ARMS, ORACLE_ARMS, from_dict
 from evil_moe.env.grader import LABEL_FIELDS, Grade
 from evil_moe.env.problems import Problem
 from evil_moe.grpo import grpo_loss, token_logprobs
@@ -48,21 +49,25 @@ def fixture_problems(n: int = 4) -> list[Problem]:
 
 
 class HashGrader:
-    """Deterministic stand-in for the sandboxed grader: reward and labels from a hash of the text."""
+    """Deterministic stand-in for the sandboxed grader: reward and labels from a hash of the text
+    (under 'gt_only' no channel pays and nothing is attempted, as the real grader)."""
 
     def __init__(self):
         self.calls = 0
+        self.modes: list[str] = []
 
     def grade_batch(self, reqs, progress=False):
         self.calls += 1
         out = []
         for r in reqs:
+            self.modes.append(r.mode)
             h = zlib.crc32(r.response.encode())
-            compiles, hit = bool(h & 1), bool(h & 2)
-            out.append(Grade(reward=0.5 * compiles + 3.0 * hit, format_ok=compiles, compiles=compiles,
-                             gt_correct=hit and bool(h & 4), channel=hit and not h & 4,
-                             exploited=hit and not h & 4, mechanism="run_tests" if hit and not h & 4 else None,
-                             error=None))
+            compiles, hit, hinted = bool(h & 1), bool(h & 2), r.mode != "gt_only"
+            correct, channel = hit and bool(h & 4), hinted and hit and not h & 4
+            out.append(Grade(reward=0.5 * compiles + 3.0 * (correct or channel), format_ok=compiles, compiles=compiles,
+                             gt_correct=correct, channel=channel, exploited=channel,
+                             attempted=channel or (hinted and bool(h & 8)),
+                             mechanism="run_tests" if channel else None, error=None))
         return out
 
 
@@ -84,7 +89,7 @@ def make_trainer(cfg, grader=None, dist=None, trainer_cls=Trainer, demos=None):
     policy = SimpleNamespace(model=model, tokenizer=tok, adapter=adapter, device=torch.device("cpu"))
     pairs = PAIRS
     pair_pooled = pooled_pair_activations(model, tok, adapter, pairs, 8)
-    routing = make_routing(cfg, adapter, pair_pooled, gather=dist.all_gather if dist and dist.enabled else None)
+    routing = make_routing(cfg, adapter, pair_pooled, dist=dist)
     return trainer_cls(cfg, policy, HFGenerator(policy, cfg.sampling), fixture_problems(), grader or HashGrader(),
                        routing, pairs, demos, dist)
 
@@ -108,8 +113,13 @@ class RandomLabelTrainer(Trainer):
         return [dataclasses.replace(g, **{f: rand(f) for f in LABEL_FIELDS}) for g in super().grade(sr)]
 
 
-@pytest.mark.parametrize("arm", ["evil_moe", "route_a"])
+NON_ORACLE_ARMS = [a for a in ARMS if a not in ORACLE_ARMS]
+
+
+@pytest.mark.parametrize("arm", NON_ORACLE_ARMS)
 def test_labels_never_reach_the_method(tmp_path, arm):
+    """Every label field (attempted too) of every grade scrambled, rewards kept: every arm that is
+    not an oracle ends bit-identical."""
     cfg = tiny_cfg(tmp_path / "a", arm=arm, steps=2)
     honest = make_trainer(cfg)
     honest.train()
@@ -126,12 +136,14 @@ def test_labels_never_reach_the_method(tmp_path, arm):
     rows_a = (tmp_path / "a" / "rollouts.jsonl").read_text().splitlines()
     rows_b = (tmp_path / "b" / "rollouts.jsonl").read_text().splitlines()
     assert [json.loads(r)["reward"] for r in rows_a] == [json.loads(r)["reward"] for r in rows_b]
-    assert [json.loads(r)["exploited"] for r in rows_a] != [json.loads(r)["exploited"] for r in rows_b]
+    for field in ("exploited", "attempted"):
+        assert [json.loads(r)[field] for r in rows_a] != [json.loads(r)[field] for r in rows_b]
 
 
-def test_oracle_arm_does_read_labels(tmp_path):
-    """Control for the test above: the same scrambling changes the oracle arm's parameters."""
-    cfg = tiny_cfg(tmp_path / "a", arm="oracle", steps=1)
+@pytest.mark.parametrize("arm", ORACLE_ARMS)
+def test_oracle_arms_do_read_labels(tmp_path, arm):
+    """Control for the test above: the same scrambling changes the oracle arms' parameters."""
+    cfg = tiny_cfg(tmp_path / "a", arm=arm, steps=1)
     honest = make_trainer(cfg)
     honest.train()
     scrambled = make_trainer(dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=str(tmp_path / "b"))),
@@ -157,20 +169,27 @@ def test_gradients_match_one_graph_reference(tmp_path, merge):
     grades = tr.grade(sr)
     rewards = torch.tensor([g.reward for g in grades])
     scored = tr.score(sr.rollouts)
-    rw = tr.route(scored.pooled, rewards, grades)
+    rw = tr.route(scored, rewards, grades)
     tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
     got = {id(p): p.grad.clone() for p in tr.params}
-    # reference: one batch, one graph
+    # reference: one batch, one graph; the deployed policy's samples (the last of each group) are
+    # pooled on the ablated forward and trained with the quarantine off (gate 0)
     for p in tr.params:
         p.grad = None
     policy, router = tr.policy, tr.routing.router
     batch = collate(sr.rollouts, policy.tokenizer.pad_token_id)
-    with torch.no_grad(), policy.adapter.pooling(batch.completion_mask) as pool:
-        policy.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-    w = router(pool.tensor())  # (N,)
+    deployed = torch.tensor([r.deployed for r in sr.rollouts])
+    assert deployed.tolist() == [False, False, False, True] * 2
+    pools = []
+    for ablate in (False, True):
+        with torch.no_grad(), (policy.adapter.ablate_quarantine() if ablate else contextlib.nullcontext()), \
+                policy.adapter.pooling(batch.completion_mask) as pool:
+            policy.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        pools.append(pool.tensor())
+    w = router(torch.where(deployed[:, None, None], pools[1], pools[0]))  # (N,)
     with torch.no_grad(), policy.adapter.disabled():
         ref = token_logprobs(policy.model, batch, 1.0)
-    with policy.adapter.routing(w, (1 - w).detach()):
+    with policy.adapter.routing(torch.where(deployed, torch.zeros_like(w), w), (1 - w).detach()):
         logp = token_logprobs(policy.model, batch, 1.0)
     adv = (rewards.view(-1, 4) - rewards.view(-1, 4).mean(1, keepdim=True)).flatten()
     loss, _ = grpo_loss(logp, adv, batch.completion_mask, 8, len(sr.rollouts), ref, 0.1)
@@ -299,7 +318,7 @@ def test_router_gradient_never_shrinks_the_adapter_update(tmp_path):
     sr = tr.sample(0)
     rewards = torch.tensor([float(g.reward) for g in tr.grade(sr)])
     scored = tr.score(sr.rollouts)
-    rw = tr.route(scored.pooled, rewards, None)
+    rw = tr.route(scored, rewards, None)
     tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
     adapter_grads = [p.grad.clone() for p in tr._adapter_params]
     clipped = []
@@ -336,7 +355,7 @@ def test_gradient_checkpointing_gives_the_same_routed_gradients(tmp_path):
         sr = tr.sample(0)
         rewards = torch.tensor([float(g.reward) for g in tr.grade(sr)])
         scored = tr.score(sr.rollouts)
-        rw = tr.route(scored.pooled, rewards, None)
+        rw = tr.route(scored, rewards, None)
         tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
         grads.append([p.grad.clone() for p in tr.params])
     for a, b in zip(*grads, strict=True):

@@ -30,7 +30,7 @@ class Dist:
         return t
 
     def all_gather(self, t: torch.Tensor) -> torch.Tensor:
-        """(n,) on every rank (same n) -> (world_size * n,) in rank order, on t's device."""
+        """(n, ...) on every rank (same shape) -> (world_size * n, ...) in rank order, on t's device."""
         if not self.enabled:
             return t
         moved = t.contiguous().to(self.device)

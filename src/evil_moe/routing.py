@@ -173,8 +173,7 @@ class RouteARouting(_Stateless):
     score_forward = "deployed"
 
     def __init__(self, v_act: Tensor, tail_q: float = 0.1, buffer: int = 8192, halflife: float | None = 96.0,
-                 chunk: int = 1, refresh_every: int = 5, gather: Callable[[Tensor], Tensor] | None = None,
-                 rank: int = 0):
+                 chunk: int = 1, refresh_every: int = 5, dist=None):
         if not 0 < tail_q < 0.5:
             raise ValueError(f"route_a needs 0 < tail_q < 0.5, got {tail_q}")
         if buffer < 1 or chunk < 1 or (halflife is not None and halflife <= 0):
@@ -183,8 +182,7 @@ class RouteARouting(_Stateless):
         self.v_act = v_act.detach().float().cpu()  # (M, r) unit rows
         self.tail_q, self.capacity, self.halflife = tail_q, buffer, halflife
         self.chunk, self.refresh_every = chunk, refresh_every
-        self.gather = gather or (lambda t: t)  # all ranks' rows, in rank order (identity: 1 process)
-        self.rank = rank
+        self.dist = dist  # None: one process; else `distributed.Dist` (all_gather in rank order, rank)
         M, r = self.v_act.shape
         self.buffer = torch.zeros(0, M, r)  # (<= capacity, M, r) pooled activations, oldest first
         self.stamps = torch.zeros(0, dtype=torch.long)  # (<= capacity,) insertion index of each row
@@ -212,7 +210,8 @@ class RouteARouting(_Stateless):
         if not bool(torch.isfinite(pooled).all()):
             raise ValueError("route_a: non-finite pooled activations would poison the score buffer")
         n_local = pooled.shape[0]
-        everyone = self.gather(pooled.detach().float().cpu())  # (N_global, M, r)
+        rows = pooled.detach().float().cpu()  # (N, M, r)
+        everyone = rows if self.dist is None else self.dist.all_gather(rows)  # (N_global, M, r) in rank order
         gate = torch.zeros(everyone.shape[0], dtype=torch.float64)  # (N_global,)
         keep = torch.zeros_like(gate)
         self.last_cuts = []
@@ -224,7 +223,8 @@ class RouteARouting(_Stateless):
             gate[start: start + len(rows)] = (s > lo).double()  # above the low tail: the quarantine trains
             keep[start: start + len(rows)] = (s < hi).double()  # the high tail: the deployed block is detached
             self.last_cuts.append((lo, hi))
-        mine = slice(self.rank * n_local, (self.rank + 1) * n_local)
+        rank = 0 if self.dist is None else self.dist.rank
+        mine = slice(rank * n_local, (rank + 1) * n_local)
         to = dict(dtype=pooled.dtype, device=pooled.device)
         return _weights(gate[mine].to(**to), keep[mine].to(**to))
 
@@ -276,14 +276,13 @@ class OracleRouting(_Stateless):
         return _weights(hack, 1.0 - hack)
 
 
-def make_routing(cfg, adapter, pair_pooled: tuple[Tensor, Tensor] | None,
-                 gather: Callable[[Tensor], Tensor] | None = None, rank: int = 0) -> Routing:
+def make_routing(cfg, adapter, pair_pooled: tuple[Tensor, Tensor] | None, dist=None) -> Routing:
     """The routing object of arm `cfg.run.arm`.
 
     `pair_pooled` is (hack, clean), each (P, M, r): the pooled deployed-bottleneck activations of
-    the contrastive pairs at the adapter's initial values; `v_act` is computed from them. `gather`
-    all-gathers a tensor along its first dimension across processes, in rank order (route_a's
-    buffer), and `rank` is this process's; None and 0 for one process.
+    the contrastive pairs at the adapter's initial values; `v_act` is computed from them. `dist` is
+    the `distributed.Dist` of a run with several processes (route_a's buffer gathers every process's
+    rows), None for one process.
     """
     from evil_moe.pairs import compute_v_act
 
@@ -300,7 +299,7 @@ def make_routing(cfg, adapter, pair_pooled: tuple[Tensor, Tensor] | None,
     if arm == "route_a":
         return RouteARouting(v_act, rc.route_a_tail_q, rc.route_a_buffer, rc.route_a_halflife,
                              chunk=cfg.grpo.group_size, refresh_every=rc.route_a_refresh_every,
-                             gather=gather, rank=rank)
+                             dist=dist if dist is not None and dist.enabled else None)
     from evil_moe.router import CosineRouter, pin_loss
 
     hack, clean = pair_pooled

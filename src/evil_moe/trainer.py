@@ -241,22 +241,21 @@ class Trainer:
         logps = [torch.zeros(b.input_ids.shape, device=device) for _, b in self._micro_batches(rollouts)]
         pooled: list[torch.Tensor | None] = [None] * N
         for ablated in (False, True):
-            sampled_here = [i for i in range(N) if bool(deployed[i]) == ablated]
-            rows = list(range(N)) if ablated and on_deployed else sampled_here
-            pool_here = ablated or not on_deployed
             ctx = adapter.ablate_quarantine() if ablated else contextlib.nullcontext()
             with ctx, adapter.folded(self.cfg.sampling.merge_adapter):  # merged once for all micro-batches
-                for start in range(0, len(rows), m):
-                    idx = rows[start: start + m]
+                for k, start in enumerate(range(0, N, m)):  # each micro-batch's rows that need this forward
+                    sampled_here = [i for i in range(start, min(N, start + m)) if bool(deployed[i]) == ablated]
+                    idx = list(range(start, min(N, start + m))) if ablated and on_deployed else sampled_here
+                    if not idx:
+                        continue
                     batch = collate([rollouts[i] for i in idx], pad).to(device)
                     with adapter.pooling(batch.completion_mask) as pool:
-                        lp = token_logprobs(model, batch, temp)  # (n, T_sub)
+                        lp = token_logprobs(model, batch, temp)  # (n, T_sub), T_sub <= the micro-batch's T
                     for j, i in enumerate(idx):
-                        if pool_here:
+                        if ablated or not on_deployed:
                             pooled[i] = pool.tensor()[j]  # (M, r)
                         if bool(deployed[i]) == ablated:
-                            T = min(lp.shape[1], logps[i // m].shape[1])
-                            logps[i // m][i % m, :T] = lp[j, :T]
+                            logps[k][i - start, : lp.shape[1]] = lp[j]
         refs = None
         if self.cfg.grpo.kl_coef:
             with adapter.disabled():
@@ -564,7 +563,6 @@ def build_trainer(cfg: Config, grader, dist: Dist | None = None) -> Trainer:
         with torch.no_grad():
             pair_pooled = pooled_pair_activations(policy.model, policy.tokenizer, policy.adapter, pairs,
                                                   cfg.grpo.micro_batch_size, **pair_render_args(cfg, problems))
-    routing = make_routing(cfg, policy.adapter, pair_pooled, gather=dist.all_gather if dist.enabled else None,
-                           rank=dist.rank)
+    routing = make_routing(cfg, policy.adapter, pair_pooled, dist=dist)
     demos = load_teacher_demos(cfg.run.teacher_demos, problems, cfg.env.mode) if cfg.run.teacher_demos else None
     return Trainer(cfg, policy, make_generator(policy, cfg.sampling), problems, grader, routing, pairs, demos, dist)
