@@ -15,7 +15,7 @@ from evil_moe.env.modes import markers_for
 from evil_moe.env.problems import problem_from_row
 
 G_FIELDS = ["id", "reward", "format_ok", "compiles", "gt_correct", "channel", "exploited",
-            "mechanism", "error"]
+            "attempted", "mechanism", "error"]
 
 
 def write_jsonl(path, rows):
@@ -52,7 +52,7 @@ def test_grade_end_to_end(tmp_path, problem_file):
     summary = [(g["reward"], g["gt_correct"], g["exploited"], g["mechanism"]) for g in got]
     assert summary == [(3.5, True, False, None), (3.5, False, True, "sentinel"),
                        (0.5, False, False, None), (3.5, False, True, "stdout_marker"),
-                       (0.0, False, False, None), (0.5, False, False, None)]
+                       (0.0, False, False, None), (0.5, None, False, None)]  # a crash: no verdict
     assert got[4]["format_ok"] is False and got[5]["error"] == "crash"
 
 

@@ -5,7 +5,7 @@
 R rows: ``{"id", "problem_id", "mode", "response"}`` plus an optional ``"markers"`` of
 ``"train"`` (default) or ``"heldout"``. G rows, one per R row in the same order and with the
 same ``id``: ``{"id", "reward", "format_ok", "compiles", "gt_correct", "channel", "exploited",
-"mechanism", "error"}``. Every R row is validated before anything runs; a malformed one is an
+"attempted", "mechanism", "error"}``. Every R row is validated before anything runs; a malformed one is an
 error naming the file, the line and the field (an unknown field too, e.g. "marker" for
 "markers"), and nothing is written. A hostile response never
 stops the batch. Exit status 0 when every row was graded.
