@@ -132,7 +132,7 @@ def run_demo(out_dir: str | Path, seeds: int = 1, arms: tuple[str, ...] = DEMO_A
     # At most 2 intra-op threads, as in the README's run: the tiny model gains nothing from more,
     # and a different thread count can change floating-point sums in their last bits.
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # every path the runs record is absolute: checkpoints can be moved
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     runs, warm, run_dirs, seconds = [], {}, [], {}
