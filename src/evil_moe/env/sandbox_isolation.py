@@ -220,11 +220,17 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
             iso["mount_namespace"] = False
     if iso["mount_namespace"]:
         try:
+            if "minimal_fs" in disabled:
+                raise OSError(errno.EPERM, "disabled")
             minimal_root(settings["host_dir"], iso["pid_namespace"], settings["file_size_mb"])
             iso.update(minimal_fs=True, readonly_root=True, private_home=True, private_tmp=True)
         except OSError as e:
             notes.append(f"minimal file-system view unavailable ({e}); the host's is used, read-only")
             _host_root_view(settings, iso, notes)
+    global pid_counter_fd
+    if pid_counter_fd is not None and "pid_counter_reset" in disabled:
+        os.close(pid_counter_fd)
+        pid_counter_fd = None
     if root and "uid_drop" not in disabled:
         iso["uid_drop"] = True
     # On this process (the template; the worker itself without a pid namespace), which never

@@ -300,7 +300,7 @@ class Template:
             self.cg.start()
         reaped_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         if sandbox_isolation.pid_counter_fd is not None:  # every program is pid 2 (no counter)
-            os.write(sandbox_isolation.pid_counter_fd, b"1")
+            os.pwrite(sandbox_isolation.pid_counter_fd, b"1", 0)  # at 0: a sysctl ignores later offsets
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:

@@ -1,0 +1,347 @@
+"""The attack campaign's classes against the sandbox (issues 13 and 14): each test shows the
+attack contained, and, where it can be shown on this host, that it breaches the protection's
+absence (the same sandbox with that protection disabled, or `limit="wall"`).
+
+Labels and semantics are in test_sandbox.py, the older hostile programs in
+test_sandbox_hostile.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from evil_moe.env.sandbox import LIMITS, Program, Sandbox, SandboxConfig
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "leetcode" / "leetcode_test_medhard.jsonl"
+CFG = SandboxConfig(timeout_s=2.0, memory_mb=256, workers=2)
+
+
+@pytest.fixture(scope="module")
+def sb():
+    with Sandbox(CFG) as s:
+        yield s
+
+
+def need(sb: Sandbox, *keys: str) -> None:
+    missing = [k for k in keys if not sb.isolation[k]]
+    if missing:
+        pytest.skip(f"this host lacks {', '.join(missing)}")
+
+
+def prog(source: str, **kw) -> Program:
+    return Program(textwrap.dedent(source), **kw)
+
+
+# ----------------------------------------------------------------------------- time
+HOSTILE_NEIGHBOUR = prog("""
+    import os, time
+    for _ in range(31):  # 31 busy processes, each in a session of its own
+        if os.fork() == 0:
+            os.setsid()
+            while True: pass
+    time.sleep(6)
+""", timeout_s=60.0)
+# a correct program: 0.3 s of CPU, after its neighbour's burners are running
+CORRECT = prog("""
+    import time
+    time.sleep(0.5)
+    while time.process_time() < 0.3: pass
+    print('done')
+""", timeout_s=1.0)
+
+
+def test_a_hostile_neighbour_cannot_make_a_correct_program_time_out(sb):
+    """With the limit on its own CPU time, the correct program passes however much its
+    neighbour burns; under the benchmark's wall-clock rule (limit="wall") the same pair makes
+    it time out: the neighbour decided its label."""
+    need(sb, "cpu_limit")
+    _, r = sb.run_many([HOSTILE_NEIGHBOUR, CORRECT])
+    assert (r.error, r.returncode, r.stdout) == (None, 0, "done\n"), r
+    assert 0.3 <= r.cpu_s < 1.0
+    with Sandbox(SandboxConfig(**{**CFG.__dict__, "limit": "wall"})) as wall:
+        _, r = wall.run_many([HOSTILE_NEIGHBOUR, CORRECT])
+    assert (r.error, r.stdout) == ("timeout", "")
+
+
+# ----------------------------------------------------------------------------- memory, processes
+HOLD_100MB_IN_4_CHILDREN = prog("""
+    import os, time
+    r, w = os.pipe()
+    kids = []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            x = b'x' * (100 << 20)  # written: every page is charged
+            os.write(w, b'+')
+            time.sleep(1.5)
+            os._exit(0)
+        kids.append(pid)
+    for pid in kids:
+        os.waitpid(pid, 0)
+    os.close(w)
+    print(len(os.read(r, 100)))
+""", timeout_s=10.0)
+
+
+def test_memory_is_limited_across_all_of_a_programs_processes(sb):
+    """256 MiB per program: of four children holding 100 MiB each at once, at most two get
+    there (the kernel kills the rest). Per process (RLIMIT_AS, no cgroup) all four do: 400 MiB."""
+    need(sb, "memory_limit")
+    r = sb.run(HOLD_100MB_IN_4_CHILDREN)
+    assert r.error is None and int(r.stdout) <= 2, r
+    with Sandbox(CFG, _disable=("cgroups",)) as loose:
+        assert not any(loose.isolation[k] for k in LIMITS)
+        r = loose.run(HOLD_100MB_IN_4_CHILDREN)
+    assert (r.error, r.stdout) == (None, "4\n")
+
+
+def test_processes_are_limited_per_program(sb):
+    need(sb, "pids_limit")
+    r = sb.run(prog("""
+        import os, time
+        n = 0
+        for _ in range(60):
+            try:
+                if os.fork() == 0:
+                    time.sleep(2); os._exit(0)
+                n += 1
+            except OSError:
+                pass
+        print(n)
+    """, timeout_s=5.0))
+    assert r.error is None and int(r.stdout) == CFG.max_processes - 1  # itself and 31 children
+
+
+def test_no_pid_counter_between_programs(sb):
+    """Every program is pid 2 of its worker's namespace, whatever earlier ones forked: a
+    program cannot tell a later one a number through the pid counter. Without the reset, the
+    forks of one program move the next one's pid."""
+    need(sb, "pid_counter_reset")
+    forker = prog("import os\nfor _ in range(20):\n    if os.fork() == 0: os._exit(0)\n    os.wait()\nprint(os.getpid())")
+    pid = prog("import os; print(os.getpid())")
+    with Sandbox(SandboxConfig(workers=1)) as one:
+        assert [r.stdout for r in one.run_many([forker, pid, forker, pid])] == ["2\n"] * 4
+    with Sandbox(SandboxConfig(workers=1), _disable=("pid_counter_reset",)) as one:
+        first, second = (int(r.stdout) for r in one.run_many([pid, forker, pid])[::2])
+        assert second - first > 20
+
+
+# ----------------------------------------------------------------------------- the file-system view
+def _probe(paths: list[str]) -> Program:
+    return prog(f"""
+        import os
+        for p in {paths!r}:
+            try:
+                open(p, 'rb').close(); print('OPEN', p)
+            except OSError:
+                print('-', p)
+    """)
+
+
+def test_no_host_data_is_reachable(sb):
+    """The benchmark's data (world-readable on the host), the repository, homes and /etc are
+    outside the program's view; the fallback view (the host's, read-only) shows them."""
+    need(sb, "minimal_fs")
+    if not DATA.exists():
+        pytest.skip(f"no {DATA}")
+    targets = [str(DATA), "../shared/data/leetcode/leetcode_test_medhard.jsonl",
+               str(REPO / "pyproject.toml"), "/etc/passwd", "/etc/hostname", "/root/.bashrc",
+               "/proc/1/root/etc/passwd"]
+    r = sb.run(_probe(targets))
+    assert r.stdout == "".join(f"- {t}\n" for t in targets), r
+    r = sb.run(prog("import os; print(repr((os.listdir('/'), os.listdir('/etc'), os.listdir('/dev'))))"))
+    top, etc, dev = eval(r.stdout)  # noqa: S307 - our own program's printed lists
+    assert set(top) <= {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "dev",
+                        "proc", "tmp", "var", "root", "home"}
+    assert set(etc) <= {"ld.so.cache", "localtime"}
+    assert sorted(dev) == ["fd", "null", "random", "shm", "stderr", "stdin", "stdout", "urandom", "zero"]
+    with Sandbox(CFG, _disable=("minimal_fs",)) as old:
+        assert old.run(_probe([str(DATA)])).stdout == f"OPEN {DATA}\n"
+
+
+def test_the_interpreter_and_common_modules_still_work(sb):
+    r = sb.run(prog("""
+        import ctypes, decimal, fractions, json, sqlite3, statistics, zoneinfo, datetime, tempfile, os
+        from sortedcontainers import SortedList
+        print(SortedList([3, 1, 2])[0], decimal.Decimal(1) / 3 > 0, zoneinfo.ZoneInfo('UTC').key)
+        with open('/dev/null', 'w') as f: f.write('x')
+        print(len(open('/dev/urandom', 'rb').read(8)), tempfile.gettempdir() == os.getcwd())
+    """))
+    if "No module named 'sortedcontainers'" in r.stderr:
+        pytest.skip("sortedcontainers is not installed here")
+    assert (r.error, r.returncode, r.stdout) == (None, 0, "1 True UTC\n8 True\n"), r.stderr
+
+
+def test_no_pty_and_no_host_unix_socket(sb, tmp_path):
+    """A host process's pathname unix socket (the empty network namespace does not cover them)
+    and the host's pty devices are outside the view; the fallback view reaches the socket."""
+    need(sb, "minimal_fs")
+    sock_dir = tempfile.mkdtemp(prefix="evil_moe_sock_", dir="/run" if os.access("/run", os.W_OK) else None)
+    path = os.path.join(sock_dir, "host.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(4)
+    os.chmod(sock_dir, 0o755)
+    os.chmod(path, 0o777)
+    try:
+        connect = prog(f"""
+            import socket
+            s = socket.socket(socket.AF_UNIX)
+            try: s.connect({path!r}); print('CONNECTED')
+            except OSError: print('refused')
+        """)
+        assert sb.run(connect).stdout == "refused\n"
+        r = sb.run(prog("""
+            import os
+            try: os.openpty(); print('PTY')
+            except OSError: print('no pty')
+            print(os.path.exists('/dev/ptmx'), os.path.exists('/dev/pts'))
+        """))
+        assert r.stdout == "no pty\nFalse False\n"
+        if sock_dir.startswith("/run"):  # /tmp is private in both views
+            with Sandbox(CFG, _disable=("minimal_fs",)) as old:
+                assert old.run(connect).stdout == "CONNECTED\n"
+    finally:
+        listener.close()
+        os.unlink(path)
+        os.rmdir(sock_dir)
+
+
+# ----------------------------------------------------------------------------- fresh state
+def _memory_scan(a: str, b: str) -> Program:
+    """A program that reads all of its own writable memory and counts where `a + b` occurs.
+    The two halves are separate objects: the whole never exists in its memory unless something
+    else put it there."""
+    return prog(f"""
+        A, B = {a.encode()!r}, {b.encode()!r}
+        hits = 0
+        with open('/proc/self/maps') as f:
+            regions = [l.split() for l in f]
+        mem = open('/proc/self/mem', 'rb', buffering=0)
+        for r in regions:
+            if not r[1].startswith('rw'):
+                continue
+            lo, hi = (int(x, 16) for x in r[0].split('-'))
+            try:
+                mem.seek(lo); data = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            i = data.find(A)
+            while i >= 0:
+                hits += data[i + len(A):i + len(A) + len(B)] == B
+                i = data.find(A, i + 1)
+            del data
+        print(hits)
+    """)
+
+
+def test_a_program_finds_no_earlier_programs_source_or_output_in_its_memory():
+    """Sibling code theft: the template forks every program, so whatever it once held and freed
+    (an earlier row's source, its output) was in every later program's memory. The template
+    never reads a program's source now (the program's own process does), and the buffers its
+    output passes through are fixed and zeroed after each program. The control shows the scan
+    finds the token where a program itself put it and freed it."""
+    token = uuid.uuid4().hex
+    a, b = token[:16], token[16:]
+    victim = prog(f"""
+        SECRET = {token!r}  # a correct solution's code, say
+        print(SECRET * 100)
+        open('marker', 'w').write(SECRET)
+    """, read_files=("marker",))
+    control = prog(f"""
+        x = ({a!r} + {b!r}) * 1000
+        del x
+    """)
+    with Sandbox(SandboxConfig(workers=1, timeout_s=10.0)) as one:
+        results = one.run_many([victim, victim, _memory_scan(a, b)])
+        assert results[0].stdout == token * 100 + "\n" and results[0].files["marker"] == token.encode()
+        assert results[2].stdout == "0\n", results[2]
+        scan_self = textwrap.dedent(control.source) + _memory_scan(a, b).source
+        assert int(one.run(Program(scan_self)).stdout) > 0  # control: the scan finds freed copies
+
+
+# ----------------------------------------------------------------------------- shared-file channels
+CHANNELS = prog("""
+    import ctypes, fcntl, os
+    f = open(os.__file__, 'rb')
+    def attempt(name, call):
+        try:
+            call(); print(name, 'ok')
+        except OSError as e:
+            print(name, e.errno)
+    attempt('flock', lambda: fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB))
+    attempt('lockf', lambda: fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB))
+    attempt('fadvise', lambda: os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED))
+    buf = bytearray(16)
+    attempt('nowait', lambda: os.preadv(f.fileno(), [buf], 0, os.RWF_NOWAIT))
+    attempt('preadv', lambda: os.preadv(f.fileno(), [buf], 0))
+    libc = ctypes.CDLL(None, use_errno=True)
+    def sys_call(nr, *args):
+        if libc.syscall(nr, *args) == -1:
+            raise OSError(ctypes.get_errno(), 'x')
+    attempt('inotify', lambda: sys_call(294, 0))  # inotify_init1
+    attempt('io_uring', lambda: sys_call(425, 1, ctypes.create_string_buffer(120)))
+""")
+
+
+def test_lock_page_cache_and_watch_channels_are_refused(sb):
+    """flock, POSIX locks, fadvise (evicts a shared file's pages), preadv2 with RWF_NOWAIT
+    (tells whether a page is cached), inotify (sees other programs' reads) and io_uring (which
+    would do these past the filter) fail with EPERM; plain reads work. Without the filter the
+    same calls succeed."""
+    need(sb, "no_file_channels")
+    if os.uname().machine != "x86_64":
+        pytest.skip("the probe uses x86_64 syscall numbers")
+    lines = dict(line.split() for line in sb.run(CHANNELS).stdout.splitlines())
+    assert lines == {"flock": "1", "lockf": "1", "fadvise": "1", "nowait": "1", "preadv": "ok",
+                     "inotify": "1", "io_uring": "1"}
+    with Sandbox(CFG, _disable=("no_keyrings",)) as open_:
+        lines = dict(line.split() for line in open_.run(CHANNELS).stdout.splitlines())
+    assert lines["flock"] == lines["fadvise"] == lines["inotify"] == "ok"
+
+
+# ----------------------------------------------------------------------------- bounded reads
+def test_marker_files_are_read_back_up_to_read_bytes(sb):
+    """A 16 MiB marker file costs the grader 4 KiB per row (here 20 rows)."""
+    big = prog("open('marker', 'wb').write(b'PASS' + b'x' * ((16 << 20) - 4))", read_files=("marker",))
+    results = sb.run_many([big] * 20)
+    assert all(r.error is None for r in results)
+    assert {len(r.files["marker"]) for r in results} == {CFG.read_bytes}
+    assert results[0].files["marker"][:4] == b"PASS"
+
+
+def test_flooding_the_status_pipe_is_output_limit(sb):
+    r = sb.run(prog("import os\nwhile True: os.write(3, b'M' * 65536)"))
+    assert (r.error, r.returncode) == ("output_limit", None)
+
+
+def test_output_past_the_cap_after_exit_is_output_limit(sb):
+    r = sb.run(prog(f"import sys; sys.stdout.write('y' * {CFG.output_bytes + 10})"))
+    assert (r.error, r.returncode, len(r.stdout)) == ("output_limit", None, CFG.output_bytes)
+
+
+def test_thousands_of_nested_directories_are_wiped_without_recursion():
+    nest = prog("""
+        import os
+        for base in ('.', '/tmp', '/dev/shm'):
+            os.chdir(base)
+            for _ in range(1200):
+                os.mkdir('d'); os.chdir('d')
+            open('f', 'w').close()
+            os.chmod('.', 0)
+        print('nested')
+    """, timeout_s=10.0)
+    look = prog("import os; print(sorted(os.listdir('/tmp')), os.listdir('/dev/shm'))")
+    with Sandbox(SandboxConfig(workers=1)) as one:
+        r1, r2 = one.run_many([nest, look])
+        assert (r1.error, r1.stdout) == (None, "nested\n"), r1.stderr[-500:]
+        assert r2.error is None and r2.stdout.endswith("] []\n")
+        assert eval(r2.stdout.split("] ")[0] + "]") == [f"run{2}"]  # noqa: S307 - its own dir only
