@@ -19,6 +19,7 @@ import yaml
 
 ARMS = ("evil_moe", "random_init_router", "placebo", "route_a", "none", "oracle", "oracle_exploited")
 ORACLE_ARMS = ("oracle", "oracle_exploited")  # the arms that read ground-truth labels: diagnostics, never the method
+PAIR_ARMS = ("evil_moe", "random_init_router", "placebo", "route_a")  # the arms built from the contrastive pairs
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from evil_moe.config import Config, ConfigError, from_dict, parse_set, to_dict
+from evil_moe.config import (
+    ORACLE_ARMS,
+    PAIR_ARMS,
+    Config,
+    ConfigError,
+    from_dict,
+    parse_set,
+    to_dict,
+)
 
 
 def controls_seed(run_seed: int, eval_seed: int) -> int:
@@ -120,7 +128,7 @@ def pair_heldout_modes(cfg: Config) -> list[str]:
 
     Empty when the run selected no tags (every mode has pairs) or its arm uses no pairs.
     """
-    if not (cfg.router.include_tags or cfg.router.exclude_tags) or cfg.run.arm not in ("evil_moe", "random_router", "route_a"):
+    if not (cfg.router.include_tags or cfg.router.exclude_tags) or cfg.run.arm not in PAIR_ARMS:
         return []
     from evil_moe.env.modes import LOOPHOLE_MODES
     from evil_moe.pairs import load_pairs, select_pairs
@@ -205,7 +213,7 @@ def summarize(records: Sequence[dict], cfg: Config, sections: dict[str, dict], n
     ev = cfg.eval
     return {
         "checkpoint": checkpoint,
-        "run": {"arm": cfg.run.arm, "seed": cfg.run.seed, "uses_oracle": cfg.run.arm == "oracle"},
+        "run": {"arm": cfg.run.arm, "seed": cfg.run.seed, "uses_oracle": cfg.run.arm in ORACLE_ARMS},
         "eval": {"n_problems": n_problems, "problems": problems_source, "samples_per_problem": ev.samples_per_problem,
                  "modes": list(ev.modes), "markers": ev.markers, "temperature": cfg.sampling.temperature,
                  "top_p": cfg.sampling.top_p, "max_new_tokens": cfg.sampling.max_new_tokens,

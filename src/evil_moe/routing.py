@@ -48,9 +48,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor, nn
 
-ORACLE_ARMS = ("oracle", "oracle_exploited")  # the arms that read ground-truth labels (diagnostics)
-ROUTER_ARMS = ("evil_moe", "random_init_router", "placebo")  # the arms with a CosineRouter
-PAIR_ARMS = (*ROUTER_ARMS, "route_a")  # the arms built from the contrastive pairs
+from evil_moe.config import ORACLE_ARMS, PAIR_ARMS
 
 
 @dataclass(frozen=True)

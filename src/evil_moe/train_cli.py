@@ -21,6 +21,7 @@ import yaml
 
 from evil_moe import preflight
 from evil_moe.config import (
+    ARMS,
     PRESETS,
     Config,
     ConfigError,
@@ -37,7 +38,7 @@ TOY_KEYS = ("model.name_or_path", "env.problems", "eval.problems", "router.pairs
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evil-moe train", description="GRPO training with one experimental arm "
-                                "(run.arm: evil_moe, random_router, route_a, none, oracle).")
+                                f"(run.arm: {', '.join(ARMS)}).")
     p.add_argument("--preset", choices=PRESETS, default="qwen3-4b", help="starting configuration")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML overrides, applied after the preset")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",

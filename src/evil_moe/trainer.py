@@ -548,10 +548,11 @@ def _save_model_files(directory: Path, adapter, router, config: dict) -> None:
 
 def build_trainer(cfg: Config, grader, dist: Dist | None = None) -> Trainer:
     """Everything from the config: policy, generator, problems, pairs, routing, demonstrations."""
+    from evil_moe.config import PAIR_ARMS
     from evil_moe.env.problems import load_problems
     from evil_moe.modeling import build_policy
     from evil_moe.pairs import load_pairs, pooled_pair_activations, select_pairs
-    from evil_moe.routing import PAIR_ARMS, make_routing
+    from evil_moe.routing import make_routing
     from evil_moe.sampling import make_generator
 
     dist = dist or Dist()
