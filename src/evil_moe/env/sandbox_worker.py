@@ -27,7 +27,6 @@ import os
 import resource
 import select
 import signal
-import stat
 import struct
 import sys
 import time
@@ -37,6 +36,7 @@ from collections import OrderedDict
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script under -I
 import sandbox_isolation  # noqa: E402
 from sandbox_cgroup import ProgramCgroup  # noqa: E402
+from sandbox_files import empty_dir, safe_read  # noqa: E402
 from sandbox_isolation import (  # noqa: E402
     CLONE_NEWIPC,
     PR_SET_CHILD_SUBREAPER,
@@ -153,69 +153,6 @@ def _run_source(source: str, main: types.ModuleType | None) -> None:
         except BaseException:  # noqa: BLE001
             pass
     os._exit(rc & 0xFF)
-
-
-def _safe_read(root: str, name: str, view: memoryview) -> int | None:
-    """Read `root/name` into `view` (at most its size) without following symlinks at any level;
-    the bytes read, or None unless a regular file."""
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts or name.startswith("/"):
-        return None
-    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY)]
-    try:
-        for part in parts[:-1]:
-            fds.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
-        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1])
-        fds.append(fd)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        got = 0
-        while got < len(view) and (k := os.readv(fd, [view[got:]])):
-            got += k
-        return got
-    except OSError:
-        return None
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def _empty_dir(path: str) -> None:
-    """Remove everything inside `path` without recursion and with short paths at any depth:
-    each non-empty directory's entries move up to `path` (each entry moves once), then it goes.
-    Never follows symlinks; bounded by the entries there are (a scratch tmpfs holds 4096)."""
-    moved = 0
-    while True:
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            return
-        if not entries:
-            return
-        progress = False
-        for e in entries:
-            try:
-                if not e.is_dir(follow_symlinks=False):
-                    os.unlink(e.path)
-                    progress = True
-                    continue
-                try:
-                    os.rmdir(e.path)
-                    progress = True
-                    continue
-                except OSError:
-                    pass
-                os.chmod(e.path, 0o700)  # a program may have left it unreadable
-                for child in os.scandir(e.path):
-                    moved += 1
-                    while os.path.lexists(dst := os.path.join(path, f".wipe{moved}")):
-                        moved += 1
-                    os.rename(child.path, dst)
-                    progress = True
-            except OSError:
-                pass
-        if not progress:
-            return
 
 
 class Template:
@@ -383,7 +320,7 @@ class Template:
         payload = [views[reads[0]][:sizes[0]], views[reads[1]][:sizes[1]]]
         for k, name in enumerate(names):
             view = memoryview(filebuf)[k * limit:(k + 1) * limit]
-            n = _safe_read(wdir, name, view)
+            n = safe_read(wdir, name, view)
             sizes.append(-1 if n is None else n)
             payload.append(view[:max(n or 0, 0)])
         self._wipe(wdir)
@@ -501,7 +438,7 @@ class Template:
         try:
             os.rmdir(wdir)  # most programs leave their directory empty
         except OSError:
-            _empty_dir(wdir)
+            empty_dir(wdir)
             try:
                 os.rmdir(wdir)
             except OSError:
@@ -512,7 +449,7 @@ class Template:
                     continue
             except OSError:
                 continue
-            _empty_dir(scratch)
+            empty_dir(scratch)
 
 
 def _kill(pid: int) -> None:
