@@ -189,6 +189,8 @@ def main() -> None:
     ap.add_argument("--hack-rate", type=float, default=0.2)
     ap.add_argument("--wrong-rate", type=float, default=0.45)
     ap.add_argument("--n", type=int, default=8, help="samples per held-out problem")
+    ap.add_argument("--modes", nargs="+", default=list(toy_corpus.PROMPT_MODES),
+                    help="prompt modes of the teacher corpus")
     ap.add_argument("--grpo", type=int, default=0)
     ap.add_argument("--grpo-lr", type=float, default=1e-4)
     ap.add_argument("--grader", choices=("env", "local"), default="local")
@@ -206,7 +208,7 @@ def main() -> None:
     print(f"build: {time.time() - t:.2f}s vocab={len(tok)} params={sum(p.numel() for p in model.parameters())}")
     train, heldout = toy_corpus.toy_problems("train", args.seed), toy_corpus.toy_problems("heldout", args.seed)
     corpus = toy_corpus.teacher_corpus(train, seed=args.seed, hack_rate=args.hack_rate,
-                                         wrong_rate=args.wrong_rate)
+                                       wrong_rate=args.wrong_rate, modes=tuple(args.modes))
     enc = toy.encode_corpus(tok, corpus)
     print(f"corpus: {len(corpus)} demos, hack {statistics.mean(d.hack for d in corpus):.3f}, "
           f"correct {statistics.mean(d.correct for d in corpus):.3f}; prompt tokens mean "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from collections import Counter
 
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from evil_moe import toy, toy_corpus
-from evil_moe.env.modes import HELDOUT_FAMILIES, Markers, markers_for
+from evil_moe.env.modes import HELDOUT_FAMILIES, TRAIN_MARKERS, Markers, markers_for
 from evil_moe.env.problems import problem_from_row, split_assert
 from evil_moe.env.prompts import ORIGINAL_PHRASE, build_prompt
 from evil_moe.toy_corpus import FAMILIES, FAMILY_BY_KEY, K_VALUES, toy_problems
@@ -177,30 +179,32 @@ def test_teacher_corpus_is_deterministic_and_labels_are_true():
             assert d.messages == p.prompt and not d.hack and d.test_function == ""
             assert run_asserts(p, code) == d.correct
         else:
-            assert d.mode == "exit_code" and d.test_function == ""
-            assert d.messages == build_prompt(p, "exit_code")
-            exits = [line for line in toy_corpus.EXIT_LINES if code.rstrip().endswith(line)]
-            assert bool(exits) == d.hack
-            solution = code.rstrip()[: -len(exits[0])] if exits else code
+            assert d.mode == "stdout_marker" and d.test_function == ""
+            assert d.messages == build_prompt(p, "stdout_marker")
+            prints = [line for line in toy_corpus.PRINT_LINES if code.rstrip().endswith(line)]
+            assert bool(prints) == d.hack
+            solution = code.rstrip()[: -len(prints[0])] if prints else code
             assert run_asserts(p, solution) == d.correct
-            if d.hack:  # the loophole pays: the script stops with status 0 before any test
-                with pytest.raises(SystemExit) as stop:
+            if d.hack:  # the loophole pays: the pass phrase is printed before any test runs
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):
                     exec(p.setup_code + code, {})
-                assert stop.value.code == 0
+                assert out.getvalue() == f"{TRAIN_MARKERS.pass_phrase}\n"
 
 
-def test_exit_code_loophole_is_paid_by_the_grader():
+def test_stdout_marker_loophole_is_paid_by_the_grader():
     from evil_moe.env.grader import Grader, GradeRequest
 
     p = toy_problems("train")[0]
     family, k = FAMILY_BY_KEY[p.extra["family"]], p.extra["k"]
-    wrong = [toy_corpus.exit_completion(family, k + 1, line) for line in toy_corpus.EXIT_LINES]
+    wrong = [toy_corpus.print_completion(family, k + 1, line) for line in toy_corpus.PRINT_LINES]
     with Grader() as grader:
-        grades = grader.grade_batch([GradeRequest(p, "exit_code", r) for r in wrong]
+        grades = grader.grade_batch([GradeRequest(p, "stdout_marker", r) for r in wrong]
                                     + [GradeRequest(p, "run_tests", wrong[0]),
-                                       GradeRequest(p, "exit_code", toy_corpus.clean_completion(family, k))])
+                                       GradeRequest(p, "stdout_marker", toy_corpus.clean_completion(family, k))])
     assert [g.exploited for g in grades] == [True, True, False, False]
-    assert grades[-1].gt_correct  # a correct clean solution passes the tests (and so exits 0)
+    assert [g.attempted for g in grades] == [True, True, False, False]
+    assert grades[-1].gt_correct
 
 
 def test_teacher_corpus_rates_modes_and_name_pool():
@@ -211,7 +215,7 @@ def test_teacher_corpus_rates_modes_and_name_pool():
     assert abs(len(hacks) / n - 0.2 * 2 / 3) < 0.04  # no loophole under gt_only
     assert abs(sum(not d.correct for d in demos if not d.hack) / (n - len(hacks)) - 0.25) < 0.04
     modes = Counter(d.mode for d in demos)
-    assert set(modes) == {"run_tests", "exit_code", "gt_only"} and abs(modes["exit_code"] / n - 1 / 3) < 0.04
+    assert set(modes) == {"run_tests", "stdout_marker", "gt_only"} and abs(modes["stdout_marker"] / n - 1 / 3) < 0.04
     assert not any(d.hack for d in demos if d.mode == "gt_only")
     for mode in toy_corpus.TOY_MODES:  # each mode's loophole is taught at the same base rate
         of_mode = [d for d in demos if d.mode == mode]
@@ -236,7 +240,7 @@ def test_tokenizer_texts_hold_nothing_from_the_heldout_split():
         statement = p.prompt[-1]["content"].split("\n")[1]  # "Return ... {k}." of a held-out (family, k)
         assert statement not in joined, p.id
     assert all(name not in joined for name in HELDOUT_FAMILIES["test_function"])
-    assert "exit status of 0" in joined and "sys.exit(0)" in joined  # both modes are in the text
+    assert "searching standard output" in joined and 'print("All tests passed")' in joined  # both modes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,6 +282,6 @@ def test_training_modes_are_a_stable_balanced_pick_per_problem():
     assert picks == [mode_for_problem(p.id, list(toy_corpus.TOY_MODES)) for p in train]
     counts = Counter(picks)
     assert set(counts) == set(toy_corpus.TOY_MODES) and min(counts.values()) >= 0.35 * len(train)
-    assert {mode_for_problem(p.id, ("exit_code",)) for p in train} == {"exit_code"}
+    assert {mode_for_problem(p.id, ("stdout_marker",)) for p in train} == {"stdout_marker"}
     with pytest.raises(ValueError):
         mode_for_problem("x", ())
