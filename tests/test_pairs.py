@@ -135,9 +135,8 @@ def test_pairs_are_rendered_exactly_as_the_rollouts_are():
     from evil_moe.config import from_dict
     from evil_moe.env.problems import Problem
     from evil_moe.env.prompts import build_prompt
-    from evil_moe.pairs import _encode, system_message
+    from evil_moe.pairs import _encode, pair_render_args, system_message
     from evil_moe.sampling import completion_token_ids, render_prompts
-    from evil_moe.trainer import pair_render_args
 
     tok = tiny_tokenizer()
     # a Qwen3-like template: enable_thinking=False writes an empty think block after the generation prompt

@@ -20,9 +20,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from evil_moe.config import Config
 
 HACK_MODES = ("run_tests", "eq_override", "exit_code", "stdout_marker", "sentinel", "file_marker")
 STYLES = ("vacuous_tests", "weak_asserts", "hardcoded_outputs", "early_exit", "pass_marker",
@@ -162,6 +166,16 @@ def system_message(messages_list: Sequence[list[dict]]) -> str | None:
         raise ValueError(f"the training prompts have {len(found)} different system messages; set "
                          "router.pair_system_prompt to the one the pairs should be read under")
     return found.pop()
+
+
+def pair_render_args(cfg: Config, problems) -> dict:
+    """How the contrastive pairs are rendered: as the rollouts are (the chat template's
+    `model.enable_thinking`), under `router.pair_system_prompt` or else the training problems' own
+    system message."""
+    system = cfg.router.pair_system_prompt
+    if system is None:
+        system = system_message([p.prompt for p in problems])
+    return dict(system_prompt=system, enable_thinking=cfg.model.enable_thinking)
 
 
 def _encode(tokenizer, prompt: str, completion: str, system_prompt: str | None,

@@ -41,7 +41,7 @@ from evil_moe.env.modes import markers_for, mode_for_problem
 from evil_moe.env.prompts import build_prompt
 from evil_moe.export import read_adapter_file
 from evil_moe.grpo import group_advantages, grpo_loss, token_logprobs
-from evil_moe.pairs import pooled_pair_activations
+from evil_moe.pairs import pair_render_args, pooled_pair_activations
 from evil_moe.routing import Labels, Routing, RoutingWeights
 from evil_moe.runlog import RunLog, step_metrics
 from evil_moe.sampling import Rollout, collate, completion_token_ids, render_prompts
@@ -516,18 +516,6 @@ def _flat_grads(params) -> torch.Tensor:
         return torch.zeros(0, dtype=torch.float64)
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().double().cpu()
                       for p in params])
-
-
-def pair_render_args(cfg: Config, problems) -> dict:
-    """How the contrastive pairs are rendered: as the rollouts are (the chat template's
-    `model.enable_thinking`), under `router.pair_system_prompt` or else the training problems' own
-    system message."""
-    from evil_moe.pairs import system_message
-
-    system = cfg.router.pair_system_prompt
-    if system is None:
-        system = system_message([p.prompt for p in problems])
-    return dict(system_prompt=system, enable_thinking=cfg.model.enable_thinking)
 
 
 def _save_model_files(directory: Path, adapter, router, config: dict) -> None:
