@@ -167,6 +167,17 @@ def test_no_host_data_is_reachable(sb):
         assert old.run(_probe([str(DATA)])).stdout == f"OPEN {DATA}\n"
 
 
+def test_proc_and_the_view_are_read_only_and_tmp_is_private(sb):
+    """No sysctl of the namespaces programs share (network, IPC) can be written through /proc:
+    as root of a user namespace a program passes the uid check some of them make."""
+    need(sb, "minimal_fs")
+    r = sb.run(prog("""
+        import os
+        print([bool(os.statvfs(p).f_flag & os.ST_RDONLY) for p in ('/', '/proc', '/usr', '/dev', '/tmp', '/dev/shm')])
+    """))
+    assert r.stdout == "[True, True, True, True, False, False]\n", r
+
+
 def test_the_interpreter_and_common_modules_still_work(sb):
     r = sb.run(prog("""
         import ctypes, decimal, fractions, json, sqlite3, statistics, zoneinfo, datetime, tempfile, os
