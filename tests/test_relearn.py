@@ -30,6 +30,7 @@ def test_steps_to_half_hand_values():
     assert steps_to_half([0.4, 0.0], 0.8) == 0  # never lost half
     assert steps_to_half([0.1, None, 0.39], 0.8) is None  # not within the steps: n/a
     assert steps_to_half([0.9], None) is None
+    assert steps_to_half([0.0, 0.0], 0.0) is None  # nothing to regain
 
 
 def test_hinted_attempts_leave_out_hint_free_and_teacher_rows():

@@ -143,7 +143,7 @@ def arm_summary(rows: Sequence[Mapping]) -> dict:
     out["relearn"] = None if not relearn else {
         "n": len(relearn), "steps": relearn[0]["steps"],
         "steps_to_half": [x["steps_to_half"] for x in relearn],
-        "never": sum(x["steps_to_half"] is None for x in relearn),
+        "never": sum(x["steps_to_half"] is None and bool(x["attempt_as_trained"]) for x in relearn),
         "attempt_as_trained": _mean_or_none([x["attempt_as_trained"] for x in relearn]),
         "attempt_start": _mean_or_none([x["attempt_start"] for x in relearn]),
         "attempt_end": _mean_or_none([x["attempt_end"] for x in relearn]),

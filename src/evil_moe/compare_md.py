@@ -156,7 +156,7 @@ def _relearn(arms: Sequence[Mapping], images: Mapping[str, str]) -> list[str]:
                      f"{_n(r['attempt_start'])} | {_n(r['attempt_end'])} | {steps} | {r['never']} / {r['n']} |")
     lines += ["", "The quarantine block stays at its init and all learning lands in the deployed block. A hack "
               "expert that held the behaviour makes it slow to come back; one that only suppressed it, fast. "
-              "n/a: not regained within the steps run. Attempt rates are of the training rollouts (mean "
+              "n/a: not regained within the steps run (counted as never), or nothing to regain (an as-trained rate of 0). Attempt rates are of the training rollouts (mean "
               "per step).", ""]
     if "relearn" in images:
         lines += [f"![relearning]({images['relearn']})", ""]

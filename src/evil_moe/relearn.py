@@ -16,7 +16,8 @@ until the attempt rate regains half of its as-trained value.
   hint (hint-free prompts cannot attempt) and not teacher demonstrations. Step s is sampled after
   s updates; the last point (s = K) is one more sampling pass after the K-th update.
 - `steps_to_half`: the first s with attempt[s] >= as_trained / 2 (0: the deployed model never lost
-  half of it); None (n/a) when not regained within K updates. Per-step rates are of
+  half of it); None (n/a) when not regained within K updates, or when the as-trained rate was 0
+  (nothing to regain). Per-step rates are of
   prompts_per_step x group_size samples: noisy; compare arms over seeds (`evil-moe compare`).
 """
 
@@ -87,8 +88,9 @@ def _graded_rows(trainer: Any, step: int, as_trained_only: bool) -> list[dict]:
 
 
 def steps_to_half(attempt: Sequence[float | None], as_trained: float | None) -> int | None:
-    """The first step whose attempt rate is at least half the as-trained rate; None if none is."""
-    if as_trained is None:
+    """The first step whose attempt rate is at least half the as-trained rate; None if none is, or
+    if there was nothing to regain (an as-trained rate of 0 or unknown)."""
+    if not as_trained:
         return None
     return next((s for s, a in enumerate(attempt) if a is not None and a >= as_trained / 2), None)
 
