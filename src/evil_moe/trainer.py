@@ -238,12 +238,14 @@ class Trainer:
         model.eval()
         N, on_deployed = len(rollouts), self.routing.score_forward == "deployed"
         deployed = torch.tensor([r.deployed for r in rollouts], dtype=torch.bool)  # (N,)
-        logps = [torch.zeros(b.input_ids.shape, device=device) for _, b in self._micro_batches(rollouts)]
+        starts = range(0, N, m)  # micro-batches, as in the training forward
+        logps = [torch.zeros(len(rollouts[s: s + m]), max(len(r.prompt_ids) + len(r.completion_ids)
+                                                          for r in rollouts[s: s + m]), device=device) for s in starts]
         pooled: list[torch.Tensor | None] = [None] * N
         for ablated in (False, True):
             ctx = adapter.ablate_quarantine() if ablated else contextlib.nullcontext()
             with ctx, adapter.folded(self.cfg.sampling.merge_adapter):  # merged once for all micro-batches
-                for k, start in enumerate(range(0, N, m)):  # each micro-batch's rows that need this forward
+                for k, start in enumerate(starts):  # each micro-batch's rows that need this forward
                     sampled_here = [i for i in range(start, min(N, start + m)) if bool(deployed[i]) == ablated]
                     idx = list(range(start, min(N, start + m))) if ablated and on_deployed else sampled_here
                     if not idx:
@@ -251,9 +253,10 @@ class Trainer:
                     batch = collate([rollouts[i] for i in idx], pad).to(device)
                     with adapter.pooling(batch.completion_mask) as pool:
                         lp = token_logprobs(model, batch, temp)  # (n, T_sub), T_sub <= the micro-batch's T
+                    rows = pool.tensor()  # (n, M, r)
                     for j, i in enumerate(idx):
                         if ablated or not on_deployed:
-                            pooled[i] = pool.tensor()[j]  # (M, r)
+                            pooled[i] = rows[j]  # (M, r)
                         if bool(deployed[i]) == ablated:
                             logps[k][i - start, : lp.shape[1]] = lp[j]
         refs = None
