@@ -135,7 +135,7 @@ def test_router_gradient_from_grpo_and_from_the_pin_loss_are_logged_apart(tmp_pa
 def test_truncated_importance_sampling_weights_the_policy_gradient(tmp_path):
     """tis_cap: each token's policy-gradient term is weighted by min(p_train / p_behaviour, cap); the
     result equals the uncorrected loss computed with that weight by hand."""
-    base = tiny_cfg(tmp_path, arm="evil_moe", steps=1)
+    base = tiny_cfg(tmp_path, arm="evil_moe", steps=1, micro_batch_size=8)
     out = {}
     for cap in (0.0, 1.0):
         cfg = dataclasses.replace(base, grpo=dataclasses.replace(base.grpo, tis_cap=cap))
@@ -146,7 +146,15 @@ def test_truncated_importance_sampling_weights_the_policy_gradient(tmp_path):
         rw = tr.route(scored, rewards, None)
         parts = tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
         out[cap] = (parts, [p.grad.clone() for p in tr.policy.adapter.quarantine_parameters()])
-    assert out[0.0][0]["tis_weight_sum"] == 0.0 and out[1.0][0]["tis_weight_sum"] > 0
+    # by hand: the routed training forward's log-probs against the behaviour ones, capped at 1
+    batch = collate(sr.rollouts, tr.policy.tokenizer.pad_token_id)
+    with torch.no_grad(), tr.policy.adapter.routing(rw.gate.detach(), rw.keep):
+        train = token_logprobs(tr.policy.model, batch, 1.0)
+    behaviour = scored.logp[0]  # one micro-batch of all 8
+    mask = batch.completion_mask.bool()
+    expected = torch.exp(train - behaviour)[mask].clamp(max=1.0).sum().item()
+    assert out[1.0][0]["tis_weight_sum"] == pytest.approx(expected, rel=1e-5)
+    assert out[0.0][0]["tis_weight_sum"] == 0.0
     # cap 1 can only shrink each token's weight: the capped share is logged
     assert 0 < out[1.0][0]["tis_capped"] <= out[1.0][0]["tokens"]
     assert any(not torch.equal(a, b) for a, b in zip(out[0.0][1], out[1.0][1], strict=True))
