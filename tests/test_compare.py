@@ -51,9 +51,13 @@ def test_paired_differences_across_seeds_by_hand(three_seeds):
     vs_placebo = next(p for p in summary["pairs"] if p["arm"] == "evil_moe" and p["reference"] == "placebo")
     assert vs_placebo["seeds"] == [0, 1] and vs_placebo["attempt"]["diffs"] == pytest.approx([-0.8, -0.2])
     assert vs_placebo["attempt"]["p"] == pytest.approx(2 / 4)
-    # the placebo is compared with none (once: not none with the placebo too), no arm with itself
+    # every arm against none and the placebo, no arm against itself; the power table and the plot
+    # leave out none - placebo, the mirror image of placebo - none
     assert {(p["arm"], p["reference"]) for p in summary["pairs"]} == {
-        ("evil_moe", "none"), ("evil_moe", "placebo"), ("placebo", "none")}
+        ("evil_moe", "none"), ("evil_moe", "placebo"), ("placebo", "none"), ("none", "placebo")}
+    mirror = next(p for p in summary["pairs"] if p["arm"] == "none")["attempt"]
+    assert mirror["mean"] == pytest.approx(-next(p for p in summary["pairs"] if p["arm"] == "placebo")["attempt"]["mean"])
+    assert "| `none` - `placebo` |" not in summary["markdown"] and "| `placebo` - `none` |" in summary["markdown"]
 
 
 def test_controls_and_hacked_counts(three_seeds):

@@ -211,7 +211,7 @@ def compare_rows(rows: Sequence[Mapping]) -> dict:
     pairs = []
     for arm in by_arm:
         for ref in ("none", placebo):
-            if ref is not None and arm != ref and ref in by_arm and (arm, ref) != ("none", placebo):
+            if ref is not None and arm != ref and ref in by_arm:
                 p = paired_arms(rows, arm, ref)
                 if p is not None:
                     pairs.append(p)
@@ -220,6 +220,11 @@ def compare_rows(rows: Sequence[Mapping]) -> dict:
     return {"runs": list(rows), "arms": [arm_summary(rs) for rs in by_arm.values()], "pairs": pairs,
             "placebo": placebo, "warm_start": warm_start, "hacked_threshold": HACKED_THRESHOLD,
             "target_difference": TARGET_DIFFERENCE}
+
+
+def distinct_pairs(summary: Mapping) -> list[dict]:
+    """The paired comparisons without `none` - placebo, the mirror image of placebo - `none`."""
+    return [p for p in summary["pairs"] if (p["arm"], p["reference"]) != ("none", summary["placebo"])]
 
 
 def compare_runs(paths: Sequence[str | Path], out_dir: str | Path, allow_mixed_lengths: bool = False) -> dict:
@@ -251,7 +256,7 @@ def compare_runs(paths: Sequence[str | Path], out_dir: str | Path, allow_mixed_l
     out.mkdir(parents=True, exist_ok=True)
     images = {"rates": "compare.png", "effects": "compare_effects.png"}
     plots.plot_compare(summary, out / images["rates"], names={a["arm"]: _arm_name(a["arm"]) for a in summary["arms"]})
-    plots.plot_paired_effects(summary["pairs"], out / images["effects"])
+    plots.plot_paired_effects(distinct_pairs(summary), out / images["effects"])
     curves = {r["arm"]: [] for r in rows}
     for r in rows:
         if r["relearn"] is not None:

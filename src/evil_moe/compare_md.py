@@ -106,7 +106,8 @@ def markdown(summary: Mapping) -> str:
               "(one seed: p = 1)." + (f" Placebo: `{placebo}`." if placebo else " No placebo arm was run."), ""]
     if "effects" in images and pairs:
         lines += [f"![paired differences]({images['effects']})", ""]
-    lines += _power(pairs, summary["target_difference"])
+    lines += _power([p for p in pairs if (p["arm"], p["reference"]) != ("none", placebo)],
+                    summary["target_difference"])
     lines += _relearn(arms, images)
     lines += ["## Runs", "",
               "| run | arm | seed | n | attempt ON | attempt OFF | hack ON | hack OFF | solve ON | solve OFF | "
@@ -135,7 +136,7 @@ def _power(pairs: Sequence[Mapping], target: float) -> list[str]:
         lines.append(f"| `{p['arm']}` - `{p['reference']}` | {c['n']} | {_n(c['sd'])} | {_n(mdd)} | "
                      f"{'n/a' if c['sd'] is None or not c['sd'] else (need if need is not None else '> 10000')} |")
     lines += ["", "Two-sided paired t test at alpha 0.05, power from the noncentral t distribution with the SD "
-              "measured here; n/a with one seed (no SD). A difference smaller than the detectable one may be "
+              "measured here; n/a with one seed or no spread (no SD). A difference smaller than the detectable one may be "
               "real and missed; these seeds cannot rule it out.", ""]
     return lines
 
