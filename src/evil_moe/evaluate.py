@@ -6,7 +6,9 @@ are sampled `K` times under each adapter state, then graded in the sandbox:
     as_trained          both experts on (the model as trained)
     deployed            hack expert ablated: quarantine block reset to its init
     ablate_deployed     control: the deployed block reset to its init instead
-    random_subspace_i   control: a random rank-r subspace of the 2r adapter reset to init (seeded)
+    random_subspace_i   control: a random rank-r subspace of the 2r adapter reset to init, drawn
+                        per training seed (`controls_seed`): eval.random_subspace_draws of them
+                        make the null distribution the hack expert's ablation is ranked in
     base                adapter off (the base model)
 
 Every state samples with the same seed and the same global prompt indices, so with the HF backend
