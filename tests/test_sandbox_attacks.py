@@ -294,6 +294,8 @@ CHANNELS = prog("""
     buf = bytearray(16)
     attempt('nowait', lambda: os.preadv(f.fileno(), [buf], 0, os.RWF_NOWAIT))
     attempt('preadv', lambda: os.preadv(f.fileno(), [buf], 0))
+    d = os.open(os.path.dirname(os.__file__), os.O_RDONLY)
+    attempt('dnotify', lambda: fcntl.fcntl(d, fcntl.F_NOTIFY, fcntl.DN_ACCESS))
     libc = ctypes.CDLL(None, use_errno=True)
     def sys_call(nr, *args):
         if libc.syscall(nr, *args) == -1:
@@ -305,7 +307,7 @@ CHANNELS = prog("""
 
 def test_lock_page_cache_and_watch_channels_are_refused(sb):
     """flock, POSIX locks, fadvise (evicts a shared file's pages), preadv2 with RWF_NOWAIT
-    (tells whether a page is cached), inotify (sees other programs' reads) and io_uring (which
+    (tells whether a page is cached), dnotify and inotify (see other programs' reads) and io_uring (which
     would do these past the filter) fail with EPERM; plain reads work. Without the filter the
     same calls succeed."""
     need(sb, "no_file_channels")
@@ -313,7 +315,7 @@ def test_lock_page_cache_and_watch_channels_are_refused(sb):
         pytest.skip("the probe uses x86_64 syscall numbers")
     lines = dict(line.split() for line in sb.run(CHANNELS).stdout.splitlines())
     assert lines == {"flock": "1", "lockf": "1", "fadvise": "1", "nowait": "1", "preadv": "ok",
-                     "inotify": "1", "io_uring": "1"}
+                     "dnotify": "1", "inotify": "1", "io_uring": "1"}
     with Sandbox(CFG, _disable=("no_keyrings",)) as open_:
         lines = dict(line.split() for line in open_.run(CHANNELS).stdout.splitlines())
     assert lines["flock"] == lines["fadvise"] == lines["inotify"] == "ok"

@@ -29,8 +29,8 @@ SYS_MOUNT_SETATTR = 442  # same number on every architecture (generic syscall ta
 # - flock, fadvise64, readahead, mincore, cachestat, the inotify and fanotify calls and io_uring:
 #   channels between programs through the files they all see (locks, the page cache, access
 #   events), or (io_uring) a way to make such calls past this filter;
-# and, by argument: fcntl's lock and lease commands (POSIX and OFD locks) and preadv2/pwritev2
-# with RWF_NOWAIT (which tells whether a file's page is cached).
+# and, by argument: fcntl's lock, lease and directory-notification commands (POSIX and OFD
+# locks, dnotify) and preadv2/pwritev2 with RWF_NOWAIT (which tells whether a page is cached).
 _X86 = {"add_key": 248, "request_key": 249, "keyctl": 250, "flock": 73, "fadvise64": 221,
         "readahead": 187, "mincore": 27, "cachestat": 451, "inotify_init": 253,
         "inotify_init1": 294, "inotify_add_watch": 254, "fanotify_init": 300, "fanotify_mark": 301,
@@ -43,7 +43,7 @@ _GENERIC = {"add_key": 217, "request_key": 218, "keyctl": 219, "flock": 32, "fad
             "fcntl": 25, "preadv2": 286, "pwritev2": 287}
 SYSCALLS = {"x86_64": (0xC000003E, _X86), "aarch64": (0xC00000B7, _GENERIC),
             "riscv64": (0xC00000F3, _GENERIC)}.get(os.uname().machine)
-FCNTL_LOCKS = (5, 6, 7, 36, 37, 38, 1024)  # F_GETLK F_SETLK F_SETLKW F_OFD_* F_SETLEASE
+FCNTL_REFUSED = (5, 6, 7, 36, 37, 38, 1024, 1026)  # F_GETLK F_SETLK F_SETLKW F_OFD_* F_SETLEASE F_NOTIFY
 RWF_NOWAIT = 0x8
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
@@ -111,7 +111,7 @@ def _filter() -> _SockFprog:
     prog += [(JEQ, "fcntl", None, nrs["fcntl"]), (JEQ, "rwf", None, nrs["preadv2"]),
              (JEQ, "rwf", None, nrs["pwritev2"]), (RET, None, None, allow)]
     prog += ["fcntl", (LD, None, None, 16 + 8 * 1)]  # args[1] (low half, little-endian): cmd
-    prog += [(JEQ, "deny", None, cmd) for cmd in FCNTL_LOCKS] + [(RET, None, None, allow)]
+    prog += [(JEQ, "deny", None, cmd) for cmd in FCNTL_REFUSED] + [(RET, None, None, allow)]
     prog += ["rwf", (LD, None, None, 16 + 8 * 5), (JSET, "deny", None, RWF_NOWAIT),  # args[5]: flags
              (RET, None, None, allow)]
     prog += ["deny", (RET, None, None, deny)]

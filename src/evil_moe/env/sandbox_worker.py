@@ -169,6 +169,7 @@ class Template:
         cap = int(settings["output_bytes"])
         self.bufs = [bytearray(cap + 1), bytearray(cap + 1), bytearray(STATUS_BYTES)]
         self.zeros = bytes(cap + 1)
+        self.used = [0, 0, 0]  # how much of each buffer the last program filled
         self.uid = UID_BASE + host_pid if iso["uid_drop"] else None
         os.environ.clear()  # the worker's was WORKER_ENV; programs fork with this one
         os.environ.update(PROGRAM_ENV)
@@ -285,6 +286,7 @@ class Template:
             if n < 0 and error is None:
                 error = "output_limit"
             os.close(r)
+        self.used = [got[r] for r in reads]  # zeroed by `done`
         status_bytes = views[reads[2]][:got[reads[2]]]
         if status_bytes[:1] != READ_TAG:
             # Its process died before it had read its request whole: the pipe is out of step.
@@ -329,10 +331,8 @@ class Template:
 
     def done(self, payload: list) -> None:
         """After the reply is sent: zero every buffer that held the program's bytes."""
-        for view in payload[:2]:
-            view[:] = self.zeros[:len(view)]
-        status = memoryview(self.bufs[2])
-        status[:] = self.zeros[:len(status)]
+        for buf, n in zip(self.bufs, self.used, strict=True):
+            memoryview(buf)[:n] = self.zeros[:n]
         filebuf = payload[-1]
         filebuf[:] = bytes(len(filebuf))
 
@@ -361,7 +361,7 @@ class Template:
             data = read_exact(self.req_fd, source_len)
             if data is None:
                 os._exit(127)
-            source = failed + data.decode("utf-8", "surrogateescape")
+            source = failed + data.decode("utf-8", "surrogatepass")
             del data
             out_w, err_w, status_w = writers
             os.write(status_w, READ_TAG)
