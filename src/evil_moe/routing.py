@@ -149,9 +149,10 @@ class RouterRouting(_Stateless):
 
 
 def route_scores(pooled: Tensor, v_act: Tensor) -> Tensor:
-    """route_a's score, (N, M, r), (M, r) -> (N,): the raw dot product of the flattened pooled
-    activations with v_act (unit rows), i.e. sum over modules of <pooled[:, m], v_act[m]>."""
-    return torch.einsum("nmr,mr->n", pooled.double(), v_act.double())
+    """route_a's score, (N, M, r), (M, r) -> (N,) float64: the raw dot product of the flattened
+    pooled activations with v_act (unit rows), i.e. sum over modules of <pooled[:, m], v_act[m]>,
+    computed in float32 (8,192 rows of a 4B model's M x r = 8,064 values re-scored per prompt group)."""
+    return (pooled.float().flatten(1) @ v_act.float().flatten()).double()
 
 
 def weighted_quantile(scores: Tensor, weights: Tensor, q: float) -> float:
@@ -182,14 +183,25 @@ class RouteARouting(_Stateless):
         self.chunk, self.refresh_every = chunk, refresh_every
         self.dist = dist  # None: one process; else `distributed.Dist` (all_gather in rank order, rank)
         M, r = self.v_act.shape
-        self.buffer = torch.zeros(0, M, r)  # (<= capacity, M, r) pooled activations, oldest first
-        self.stamps = torch.zeros(0, dtype=torch.long)  # (<= capacity,) insertion index of each row
+        self._rows = torch.zeros(0, M, r)  # (capacity, M, r) ring of pooled activations, allocated at first use
+        self._stamps = torch.zeros(0, dtype=torch.long)  # (capacity,) insertion index of each slot
         self.seen = 0  # rows ever inserted
         self.last_cuts: list[tuple[float, float]] = []  # (low, high) of each chunk of the latest call
 
+    @property
+    def buffer(self) -> Tensor:
+        """(n, M, r) the rows held, oldest first (n = min(seen, capacity))."""
+        return self._rows[: min(self.seen, self.capacity)][torch.argsort(self.stamps)]
+
+    @property
+    def stamps(self) -> Tensor:
+        """(n,) insertion index of each held row, in slot order (`buffer` sorts by it)."""
+        return self._stamps[: min(self.seen, self.capacity)]
+
     def cuts(self) -> tuple[float, float]:
         """(low, high) thresholds over the current buffer, re-scored against the current v_act."""
-        scores = route_scores(self.buffer, self.v_act)  # (n,)
+        n = min(self.seen, self.capacity)
+        scores = route_scores(self._rows[:n], self.v_act)  # (n,) in slot order, as `stamps`
         if self.halflife is None:
             lo = torch.quantile(scores, self.tail_q).item()
             hi = torch.quantile(scores, 1 - self.tail_q).item()
@@ -198,10 +210,19 @@ class RouteARouting(_Stateless):
         weights = 0.5 ** (ages / self.halflife)  # (n,)
         return weighted_quantile(scores, weights, self.tail_q), weighted_quantile(scores, weights, 1 - self.tail_q)
 
+    def _allocate(self) -> None:
+        self._rows = torch.zeros(self.capacity, *self.v_act.shape)
+        self._stamps = torch.zeros(self.capacity, dtype=torch.long)
+
     def _insert(self, rows: Tensor) -> None:
+        """Write rows into the ring, over the oldest once it is full."""
+        if self._rows.shape[0] == 0:
+            self._allocate()
         n = rows.shape[0]
-        self.buffer = torch.cat([self.buffer, rows.float().cpu()])[-self.capacity:]
-        self.stamps = torch.cat([self.stamps, torch.arange(self.seen, self.seen + n)])[-self.capacity:]
+        rows, first = rows[-self.capacity:], self.seen + max(0, n - self.capacity)  # more than fit: the last
+        stamps = torch.arange(first, self.seen + n)  # (n',)
+        self._rows[stamps % self.capacity] = rows.float().cpu()
+        self._stamps[stamps % self.capacity] = stamps
         self.seen += n
 
     def weights(self, pooled: Tensor, rewards: Tensor, labels: Labels | None) -> RoutingWeights:
@@ -234,12 +255,18 @@ class RouteARouting(_Stateless):
             self.v_act = compute_v_act(*deployed_pairs()).detach().float().cpu()
 
     def state_dict(self) -> dict:
-        return {"buffer": self.buffer.clone(), "stamps": self.stamps.clone(), "seen": self.seen,
+        n = min(self.seen, self.capacity)
+        return {"rows": self._rows[:n].clone(), "stamps": self._stamps[:n].clone(), "seen": self.seen,
                 "v_act": self.v_act.clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.buffer, self.stamps = state["buffer"].clone(), state["stamps"].clone()
-        self.seen, self.v_act = int(state["seen"]), state["v_act"].clone()
+        self._rows, self._stamps = torch.zeros(0, *self.v_act.shape), torch.zeros(0, dtype=torch.long)
+        self.seen, self.v_act = 0, state["v_act"].clone()
+        n = state["rows"].shape[0]
+        if n:
+            self._allocate()
+            self._rows[:n], self._stamps[:n] = state["rows"], state["stamps"]
+        self.seen = int(state["seen"])
 
 
 class NoRouting(_Stateless):
