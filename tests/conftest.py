@@ -95,3 +95,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_limits_cache(tmp_path_factory):
+    """The grader's measured limits go to a cache of this session's, not the user's."""
+    import os
+
+    saved = os.environ.get("EVIL_MOE_CACHE")
+    os.environ["EVIL_MOE_CACHE"] = str(tmp_path_factory.mktemp("evil_moe_cache"))
+    yield
+    if saved is None:
+        os.environ.pop("EVIL_MOE_CACHE", None)
+    else:
+        os.environ["EVIL_MOE_CACHE"] = saved

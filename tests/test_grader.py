@@ -21,11 +21,11 @@ from evil_moe.env.grader import (
     reward_of,
 )
 from evil_moe.env.harness import HARNESS_SOURCE
-from evil_moe.env.static import SETUP_MODULES, defines_only, literal_values
 from evil_moe.env.modes import LOOPHOLE_MODES, MODES, TRAIN_MARKERS, markers_for
 from evil_moe.env.problems import Problem
 from evil_moe.env.sandbox import SandboxConfig
 from evil_moe.env.sandbox_worker import PRELOAD
+from evil_moe.env.static import SETUP_MODULES, defines_only, literal_values
 
 WRONG = "        return -1\n"  # addUp never returns -1 on the fixture asserts
 

@@ -41,20 +41,26 @@ def _canon(x, _type=type, _int=int, _float=float, _bool=bool, _str=str, _list=li
            _tmro=type.__dict__["__mro__"].__get__, _BaseException=BaseException,
            _maps=tuple(__import__("collections").__dict__[k] for k in
                        ("defaultdict", "OrderedDict", "Counter")) + (dict,),
-           _limit=1 << 24):
+           _limit=1 << 24, _steps=1 << 22):
     # The canonical bytes of `x` (see the oracle module), or None. Iterative, so depth costs
-    # no recursion; every part is length-prefixed, so distinct values never share bytes.
+    # no recursion; every part is length-prefixed, so distinct values never share bytes. A
+    # container inside itself, over _limit bytes or over _steps parts has none.
     out = [[]]  # the parts of each open container; out[0] collects the root
-    todo = [(0, x)]  # (0, value) to visit; (1, (tag, sort)) to close; (2, None) to open
+    todo = [(0, x)]  # (0, value) to visit; (1, (tag, sort, id)) to close; (2, None) to open
     nodes = {}  # id of a node already written -> its index (shared nodes and cycles)
-    size = 0
+    inside = set()  # ids of the containers being written (a cycle through them has no form)
+    size = steps = 0
     while todo:
+        steps += 1
+        if steps > _steps:
+            return None
         op, v = _list_pop(todo)
         if op == 2:
             _list_append(out, [])
             continue
         if op == 1:
             parts = _list_pop(out)
+            inside.discard(v[2])
             if v[1]:
                 _list_sort(parts)
             b = v[0] + b"(" + _join([b"%d:" % _len(p) + p for p in parts]) + b")"
@@ -74,17 +80,23 @@ def _canon(x, _type=type, _int=int, _float=float, _bool=bool, _str=str, _list=li
             elif t is _str:
                 b = b"s" + _encode(v, "utf-8", "surrogatepass")
             elif t is _list or t is _tuple or t is _set or t is _frozenset:
+                if _id(v) in inside:
+                    return None
+                inside.add(_id(v))
                 order = t is _set or t is _frozenset
                 _list_append(out, [])
-                _list_append(todo, (1, (b"L" if t is _list else b"T" if t is _tuple else b"S", order)))
+                _list_append(todo, (1, (b"L" if t is _list else b"T" if t is _tuple else b"S", order, _id(v))))
                 for y in _reversed(_list(v)):
                     _list_append(todo, (0, y))
                 continue
             elif t in _maps:
+                if _id(v) in inside:
+                    return None
+                inside.add(_id(v))
                 _list_append(out, [])
-                _list_append(todo, (1, (b"M", True)))
+                _list_append(todo, (1, (b"M", True, _id(v))))
                 for k, y in _list(_items(v)):
-                    _list_append(todo, (1, (b"P", False)))
+                    _list_append(todo, (1, (b"P", False, None)))
                     _list_append(todo, (0, y))
                     _list_append(todo, (0, k))
                     _list_append(todo, (2, None))
@@ -102,10 +114,10 @@ def _canon(x, _type=type, _int=int, _float=float, _bool=bool, _str=str, _list=li
                     if _type(d) is not _dict:
                         return None
                     _list_append(out, [])
-                    _list_append(todo, (1, (b"O" + _encode(_tname(t)), False)))
+                    _list_append(todo, (1, (b"O" + _encode(_tname(t)), False, None)))
                     for f in ("right", "left", "next", "val"):
                         if f in d:
-                            _list_append(todo, (1, (b"P", False)))
+                            _list_append(todo, (1, (b"P", False, None)))
                             _list_append(todo, (0, d[f]))
                             _list_append(todo, (0, f))
                             _list_append(todo, (2, None))
@@ -178,7 +190,7 @@ class Verdict:
     # the sandbox's error for a missing verdict
 
 
-_LINE = re.compile(r"(R|E) (\d{1,9})(?: ([0-9a-f]{64}|X))?")
+_LINE = re.compile(r"R (\d{1,9}) ([0-9a-f]{64}|X)|E (\d{1,9})")
 
 
 def verdict(stdout: str, error: str | None, expected: Sequence[str | None]) -> Verdict:
@@ -199,12 +211,12 @@ def verdict(stdout: str, error: str | None, expected: Sequence[str | None]) -> V
         m = _LINE.fullmatch(line)
         if m is None:
             continue
-        i = int(m.group(2))
+        i = int(m.group(1) or m.group(3))
         if i >= n:
             continue
-        if m.group(1) == "E":
+        if m.group(3) is not None:
             return Verdict(False, f"call {i} raised")
-        if m.group(3) is None or expected[i] is None or m.group(3) != expected[i]:
+        if expected[i] is None or m.group(2) != expected[i]:
             return Verdict(False, f"wrong result {i}")
         if not right[i]:
             right[i] = 1
