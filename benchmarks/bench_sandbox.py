@@ -150,15 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive-timeout-factor", type=float, default=3.0,
                     help="the naive runner's wall limit is this times timeout_s, since it "
                          "includes interpreter start-up (slow on a loaded machine)")
+    ap.add_argument("--time-limit", choices=("cpu", "wall"), default="cpu",
+                    help="the sandbox's limit: CPU time of all a program's processes (default), "
+                         "or the benchmark's wall clock (SandboxConfig.limit)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="timed rounds, alternating which runner goes first; the figures are "
                          "medians over rounds (this host's speed drifts between runs)")
     args = ap.parse_args(argv)
     problems = load_problems(args.problems)[: args.limit]
     reqs = requests_for(problems)
-    config = SandboxConfig(workers=args.workers, require_isolation=True)
+    config = SandboxConfig(workers=args.workers, require_isolation=True, limit=args.time_limit)
     print(f"{len(problems)} problems, {len(reqs)} responses, {args.workers} workers, "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"sandbox limit {config.limit} {config.timeout_s} s, load average {os.getloadavg()[0]:.1f}")
     n, rounds, diff = len(reqs), [], []
     for r in range(args.rounds):
         if r % 2 == 0:
