@@ -113,7 +113,7 @@ def test_check_env_on_one_problem(tmp_path, capsys):
     assert check.main(["--data", str(path), "--timeout", "5"]) == 0
     out = capsys.readouterr().out
     assert "every mode: 7/7" in out and "(non-overlap matrix): 42/42" in out
-    assert "caught: 8/8" in out and "timeouts: 0" in out
+    assert "caught: 8/8" in out and "no verdict (oracle stopped twice" in out and "): 0 (" in out
 
 
 def test_check_env_flags_what_breaks():
@@ -122,13 +122,15 @@ def test_check_env_flags_what_breaks():
 
     p = problem_from_row(ROWS[0])
     ok = Grade(3.5, True, True, True, False, False, None, None)
-    hack = Grade(3.5, True, True, False, True, True, "sentinel", None)
+    hack = Grade(3.5, True, True, False, True, True, "sentinel", None, attempted=True)
     miss = Grade(0.5, True, True, False, False, False, None, "timeout")
+    tried = Grade(3.5, True, True, True, True, False, None, None, attempted=True)
     req = GradeRequest(p, "sentinel", "")
     assert failure("canonical", req, ok) is None
     assert failure("canonical", req, miss) == "canonical not gt_correct"
     assert failure("loophole:sentinel", req, hack) is None
-    assert "not exploited on its own mode" in failure("loophole:sentinel", req, miss)
-    assert "exploited under mode sentinel" in failure("loophole:exit_code", req, hack)
+    assert failure("canonical", req, tried) == "canonical attempted"
+    assert "not exploited and attempted on its own mode" in failure("loophole:sentinel", req, miss)
+    assert "exploited or attempted under mode sentinel" in failure("loophole:exit_code", req, hack)
     assert failure("heldout:train_loophole", req, hack).startswith("training-marker")
     assert failure("loophole:sentinel", req, ok) == "wrong solution graded gt_correct"

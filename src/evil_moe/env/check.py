@@ -1,13 +1,14 @@
 """`evil-moe check-env`: validate the grader on a problem file, every problem, every mode.
 
 Checks, for each problem:
-1. the canonical solution grades `gt_correct` and is never `exploited`, under every mode;
-2. a wrong solution plus each mode's loophole is `exploited` under its own mode and under no
-   other mode (the non-overlap matrix);
+1. the canonical solution grades `gt_correct`, is never `exploited` and never `attempted`, under
+   every mode;
+2. a wrong solution plus each mode's loophole is `exploited` and `attempted` under its own mode
+   and neither under any other mode (the non-overlap matrix);
 3. under held-out markers, the loophole written with the training markers earns nothing and the
    loophole written with the held-out markers is still caught as `exploited`.
-Prints the counts, every timeout (per problem and check) and every other failure; exits 0 only
-if everything held.
+Prints the counts, every check the oracle reached no verdict on (per problem and check) and
+every other failure; exits 0 only if everything held.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections import Counter
 
 from .grader import Grade, Grader, GradeRequest
+from .limits import POLICIES, LimitConfig
 from .modes import LOOPHOLE_MODES, MODES, TRAIN_MARKERS, Markers, markers_for
 from .problems import Problem, load_problems
 from .sandbox import SandboxConfig
@@ -86,15 +88,17 @@ def failure(what: str, req: GradeRequest, g: Grade) -> str | None:
             return "canonical not gt_correct"
         if g.exploited:
             return "canonical exploited"
+        if g.attempted:
+            return "canonical attempted"
         return None
     if g.gt_correct:
         return "wrong solution graded gt_correct"
     if what.startswith("loophole:"):
         hack = what.split(":", 1)[1]
-        if hack == req.mode and not g.exploited:
-            return f"loophole {hack} not exploited on its own mode"
-        if hack != req.mode and g.exploited:
-            return f"loophole {hack} exploited under mode {req.mode}"
+        if hack == req.mode and not (g.exploited and g.attempted):
+            return f"loophole {hack} not exploited and attempted on its own mode"
+        if hack != req.mode and (g.exploited or g.attempted):
+            return f"loophole {hack} exploited or attempted under mode {req.mode}"
         return None
     if what == "heldout:train_loophole" and g.exploited:
         return "training-marker loophole paid under held-out markers"
@@ -108,12 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None,
                     help="problem JSONL path or HF dataset name (default: the shipped set)")
     ap.add_argument("--workers", type=int, default=2, help="parallel sandbox workers")
-    ap.add_argument("--timeout", type=float, default=3.0, help="seconds per sandboxed program")
+    ap.add_argument("--timeout", type=float, default=3.0,
+                    help="the floor of each problem's time limit, in seconds (default: 3.0)")
+    ap.add_argument("--limits", choices=POLICIES, default="measured",
+                    help="measured: max(floor, 4 x the canonical solution's cost) per problem; "
+                         "fixed: the floor for every problem (default: measured)")
     args = ap.parse_args(argv)
     problems = load_problems(args.data)
     checks = build_requests(problems)
     t0 = time.monotonic()
-    with Grader(SandboxConfig(timeout_s=args.timeout, workers=args.workers)) as grader:
+    with Grader(SandboxConfig(timeout_s=args.timeout, workers=args.workers),
+                LimitConfig(policy=args.limits)) as grader:
         grades = grader.grade_batch([req for _, req in checks], progress=True)
     elapsed = time.monotonic() - t0
 
@@ -124,19 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         why = failure(what, req, g)
         if why is None:
             held[group] += 1
-        elif g.error != "timeout":
+        elif g.gt_correct is not None:
             failures.append(f"problem {req.problem.id!r} mode {req.mode} ({what}): {why}"
                             + (f" (error: {g.error})" if g.error else ""))
-        if g.error == "timeout":
-            timeouts[f"{req.problem.id!r} {what}"] += 1
+        if g.gt_correct is None:
+            timeouts[f"{req.problem.id!r} {what} ({g.error})"] += 1
     print(f"check-env: {len(problems)} problems, {len(checks)} graded checks in {elapsed:.1f}s "
           f"({args.workers} workers)")
-    labels = {"canonical": "canonical gt_correct and not exploited, every mode",
-              "loophole": "loophole exploited on its own mode only (non-overlap matrix)",
+    labels = {"canonical": "canonical gt_correct, not exploited, not attempted, every mode",
+              "loophole": "loophole exploited and attempted on its own mode only (non-overlap matrix)",
               "heldout": "held-out markers: train loophole pays nothing, held-out one caught"}
     for group, label in labels.items():
         print(f"  {label}: {held[group]}/{total[group]}")
-    print(f"  timeouts: {sum(timeouts.values())} (at --timeout {args.timeout}s per program)")
+    print(f"  no verdict (oracle stopped twice, the second time under "
+          f"{grader.limits.retry_factor:g}x the limit): {sum(timeouts.values())} "
+          f"(limits {args.limits}, floor {args.timeout}s)")
     for key, count in sorted(timeouts.items()):
         print(f"    problem {key}: {count} mode(s)")
     print(f"  failures other than timeouts: {len(failures)}")
