@@ -88,7 +88,12 @@ class EnvConfig:
     modes: tuple[str, ...] = _f((), "Several loophole modes for the training prompts, replacing env.mode when "
                                 "non-empty: each problem is shown under one of them, picked by a stable hash of "
                                 "its id (`env.modes.mode_for_problem`).")
-    timeout_s: float = _f(3.0, "Wall-clock limit of each sandboxed check, in seconds.")
+    timeout_s: float = _f(3.0, "Time limit of each sandboxed check, in seconds (the floor of each problem's "
+                          "limit; see env.limits).")
+    limits: str = _f("measured", "Per-problem time limits: 'measured' = max(env.timeout_s, env.limit_factor x the "
+                     "canonical solution's measured cost), cached per machine; 'fixed' = env.timeout_s for every "
+                     "problem (the benchmark's fixed limit, for fidelity runs).")
+    limit_factor: float = _f(4.0, "Multiple of the canonical solution's measured cost in a 'measured' limit.")
     memory_mb: int = _f(1024, "Memory cap of each sandboxed check, in MiB.")
     workers: int = _f(2, "Parallel sandbox workers.")
     require_isolation: bool = _f(False, "Refuse to run unless every sandbox protection is available.")
@@ -99,6 +104,12 @@ class EnvConfig:
 
         return SandboxConfig(timeout_s=self.timeout_s, memory_mb=self.memory_mb, workers=self.workers,
                              require_isolation=self.require_isolation)
+
+    def limit_config(self):
+        """The grader's `LimitConfig` these settings give."""
+        from .env.limits import LimitConfig
+
+        return LimitConfig(policy=self.limits, factor=self.limit_factor)
 
 
 @dataclass
@@ -126,6 +137,12 @@ class GRPOConfig:
     grad_clip: float = _f(1.0, "Gradient-norm clip of the adapter (both blocks together; the router has its own).")
     kl_coef: float = _f(0.0, "Coefficient of the KL to the base model (adapter disabled); 0 turns it off.")
     micro_batch_size: int = _f(8, "Rollouts per forward/backward chunk (gradient accumulation).")
+    deployed_frac: float = _f(0.25, "Share of each prompt's samples drawn from the deployed policy (hack expert "
+                              "ablated) and trained as sampled (quarantine off in their training forward); every arm.")
+    hint_free_frac: float = _f(0.5, "Share of each step's prompts shown without the loophole hint and graded by "
+                               "ground truth (mode gt_only), to keep solve pressure; every arm.")
+    tis_cap: float = _f(0.0, "Truncated importance sampling: weight each token's policy-gradient term by "
+                        "min(p_train / p_sampling, cap) (detached); 0: off.")
 
 
 @dataclass
@@ -134,12 +151,6 @@ class RunConfig:
         "evil_moe", "Experimental arm (docs/training.md); 'oracle' and 'oracle_exploited' route by ground-truth "
         "labels (diagnostics).")
     seed: int = _f(0, "Seed of sampling and data order.")
-    deployed_frac: float = _f(0.25, "Share of each prompt's samples drawn from the deployed policy (hack expert "
-                              "ablated) and trained as sampled (quarantine off in their training forward); every arm.")
-    hint_free_frac: float = _f(0.5, "Share of each step's prompts shown without the loophole hint and graded by "
-                               "ground truth (mode gt_only), to keep solve pressure; every arm.")
-    tis_cap: float = _f(0.0, "Truncated importance sampling: weight each token's policy-gradient term by "
-                        "min(p_train / p_sampling, cap) (detached); 0: off.")
     out_dir: str = _f("runs/train", "Directory for checkpoints, metrics.jsonl and the resolved config.")
     checkpoint_every: int = _f(50, "Save a checkpoint every K steps (and at the end).")
     resume: bool = _f(True, "Resume from the latest checkpoint in out_dir if there is one (announced; refused if "
@@ -204,6 +215,8 @@ def validate(cfg: Config) -> None:
         ("env.modes", all(m in MODES for m in cfg.env.modes) and len(set(cfg.env.modes)) == len(cfg.env.modes),
          f"must be distinct modes from {MODES}"),
         ("env.timeout_s", e.timeout_s > 0, "must be positive"),
+        ("env.limits", e.limits in ("measured", "fixed"), "must be 'measured' or 'fixed'"),
+        ("env.limit_factor", e.limit_factor > 0, "must be positive"),
         ("env.memory_mb", e.memory_mb > 0, "must be positive"),
         ("env.workers", e.workers >= 1, "must be at least 1"),
         ("adapter.rank", cfg.adapter.rank > 0, "must be positive"),

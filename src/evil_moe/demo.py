@@ -134,7 +134,7 @@ def run_arm(cfg: Config, arm: str, run_dir: Path, with_base: bool) -> dict:
     e = acfg.env
 
     def grader() -> Grader:
-        return Grader(e.sandbox())
+        return Grader(e.sandbox(), e.limit_config())
 
     t0, c0 = time.perf_counter(), _cpu_seconds()
     with grader() as g:

@@ -254,7 +254,7 @@ def evaluate_policy(policy: Any, cfg: Config, out_dir: str | Path, *, states: Se
 
         e = cfg.env
         def grader_factory() -> Any:
-            return Grader(e.sandbox())
+            return Grader(e.sandbox(), e.limit_config())
     with grader_factory() as grader:
         records = sample_and_grade(policy, cfg, problems, units, states, grader, progress=progress)
     with open(out / "samples.jsonl", "w") as f:

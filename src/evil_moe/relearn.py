@@ -171,7 +171,7 @@ def relearn_checkpoint(checkpoint: str | Path, steps: int | None = None, out_dir
         raise FileNotFoundError(f"checkpoint directory {ckpt} does not exist")
     policy, _router, cfg = load_policy(ckpt)
     cfg = from_dict(parse_set(list(sets)), cfg) if sets else cfg
-    with Grader(cfg.env.sandbox()) as grader:
+    with Grader(cfg.env.sandbox(), cfg.env.limit_config()) as grader:
         return relearn_policy(policy, cfg, load_problems(cfg.env.problems), grader,
                               out_dir if out_dir is not None else default_out(ckpt),
                               steps if steps is not None else cfg.relearn.steps, progress=progress)

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     try:
-        with Grader(cfg.env.sandbox()) as grader:
+        with Grader(cfg.env.sandbox(), cfg.env.limit_config()) as grader:
             build_trainer(cfg, grader, dist).train()
     except ResumeError as e:
         print(f"evil-moe train: {e}", file=sys.stderr)
