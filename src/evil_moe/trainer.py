@@ -28,6 +28,7 @@ import random
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -362,16 +363,28 @@ class Trainer:
         self.scheduler.step()
         return norm
 
+    # Grading and the scoring forward read only the samples, not each other's output, so the grader
+    # runs in a thread while the scoring forward runs; False runs them one after the other (the
+    # step's results are the same bit for bit: tests/test_grade_overlap.py).
+    overlap_grading = True
+
     def step(self) -> dict:
-        """One whole GRPO step; returns its metrics (global, the same on every process)."""
+        """One whole GRPO step; returns its metrics (global, the same on every process). Timings:
+        sample_s, grade_s and score_s (overlapping), train_s (route to optimiser step), step_s."""
         t0 = time.perf_counter()
         sr = self.sample()
         t1 = time.perf_counter()
-        grades = self.grade(sr)
+        if self.overlap_grading:  # the sandbox grades (this thread only waits on it) while the scoring forward runs
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grade") as pool:
+                graded = pool.submit(_timed, self.grade, sr)
+                scored, score_s = _timed(self.score, sr.rollouts)
+                grades, grade_s = graded.result()
+        else:
+            grades, grade_s = _timed(self.grade, sr)
+            scored, score_s = _timed(self.score, sr.rollouts)
         t2 = time.perf_counter()
         device = self.policy.device
         rewards = torch.tensor([float(g.reward) for g in grades], dtype=torch.float32, device=device)  # (N,)
-        scored = self.score(sr.rollouts)
         self._routing_before = copy.deepcopy(self.routing.state_dict())  # route() may update it (route_a)
         rw = self.route(scored, rewards, grades)
         parts = self.loss_and_backward(sr.rollouts, rewards, rw, scored)
@@ -384,7 +397,8 @@ class Trainer:
         everyone = [r for rank_records in self.dist.gather_objects(records) for r in rank_records]
         lrs = {grp["name"]: grp["lr"] for grp in self.optimizer.param_groups}
         metrics = step_metrics(self.step_index, everyone, parts, grad_norm, self.router_grad_norm, lrs,
-                               dict(sample_s=t1 - t0, grade_s=t2 - t1, train_s=t3 - t2, step_s=t3 - t0))
+                               dict(sample_s=t1 - t0, grade_s=grade_s, score_s=score_s, train_s=t3 - t2,
+                                    step_s=t3 - t0))
         self.step_index += 1
         if self._log is not None:
             self._log.write(metrics, everyone)
@@ -511,6 +525,13 @@ class Trainer:
                 self._log.close()
                 self._log = None
         return out
+
+
+def _timed(f, *args):
+    """(f(*args), its wall time in seconds)."""
+    t = time.perf_counter()
+    out = f(*args)
+    return out, time.perf_counter() - t
 
 
 def _flat_grads(params) -> torch.Tensor:
