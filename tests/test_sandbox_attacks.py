@@ -103,6 +103,20 @@ def test_memory_is_limited_across_all_of_a_programs_processes(sb):
     assert (r.error, r.stdout) == (None, "4\n")
 
 
+def test_the_kernel_killing_a_program_at_its_memory_limit_is_labelled_memory(sb):
+    """Files in its private /tmp count too (they are memory): 60 MiB of files plus a 200 MiB
+    object is past 256 MiB, though the object alone is under the per-process RLIMIT_AS."""
+    need(sb, "memory_limit")
+    r = sb.run(prog("""
+        for i in range(4):
+            open(f'/tmp/f{i}', 'wb').write(b'x' * (15 << 20))
+        print('files', flush=True)
+        x = b'y' * (200 << 20)
+        print('held')
+    """, timeout_s=5.0))
+    assert (r.error, r.returncode, r.stdout) == ("memory", -9, "files\n"), r
+
+
 def test_processes_are_limited_per_program(sb):
     need(sb, "pids_limit")
     r = sb.run(prog("""
@@ -193,8 +207,20 @@ def test_the_interpreter_and_common_modules_still_work(sb):
 
 def test_no_pty_and_no_host_unix_socket(sb, tmp_path):
     """A host process's pathname unix socket (the empty network namespace does not cover them)
-    and the host's pty devices are outside the view; the fallback view reaches the socket."""
+    and the host's pty devices are outside the view; the fallback view reaches the socket
+    (outside /tmp, which both views make private)."""
     need(sb, "minimal_fs")
+    host_tmp = socket.socket(socket.AF_UNIX)
+    host_tmp.bind(str(tmp_path / "tmp.sock"))
+    host_tmp.listen(1)
+    os.chmod(tmp_path, 0o755)
+    r = sb.run(prog(f"""
+        import socket
+        try: socket.socket(socket.AF_UNIX).connect({str(tmp_path / "tmp.sock")!r}); print('CONNECTED')
+        except OSError: print('refused')
+    """))
+    host_tmp.close()
+    assert r.stdout == "refused\n"
     sock_dir = tempfile.mkdtemp(prefix="evil_moe_sock_", dir="/run" if os.access("/run", os.W_OK) else None)
     path = os.path.join(sock_dir, "host.sock")
     listener = socket.socket(socket.AF_UNIX)
