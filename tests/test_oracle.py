@@ -326,3 +326,25 @@ def test_an_unreadable_cache_is_ignored_loudly(tmp_path, caplog):
     bad.write_text("{not json")
     assert CostCache(bad).get("x") is None
     assert "ignoring the limits cache" in caplog.text
+
+
+def test_a_hostile_neighbour_cannot_time_out_a_correct_solution(problems):
+    """A program that starts 31 busy processes, each in a session of its own, beside a correct
+    solution that needs about 1 s of CPU: the limit is on each program's own CPU time (all its
+    processes), so the neighbour still grades correct (before, with a wall-clock limit, it timed
+    out in 3 of 3 runs)."""
+    p = problems[0]
+    burner = ("import os\nfor _ in range(31):\n    if os.fork() == 0:\n        os.setsid()\n"
+              "        while True:\n            pass\n" + wrong_solution(p))
+    slow = p.canonical_solution.replace("class Solution:", "import time\nclass Solution:\n"
+                                        "    def __init__(self):\n        t = time.process_time()\n"
+                                        "        while time.process_time() - t < 0.33:\n            pass\n", 1)
+    reqs = [GradeRequest(p, "gt_only", fenced(c)) for c in (burner, slow, burner, slow)]
+    with Grader(SandboxConfig(timeout_s=3.0, workers=2), LimitConfig(policy="fixed")) as g:
+        grades = g.grade_batch(reqs)
+    assert [gr.gt_correct for gr in grades] == [False, True, False, True]
+    # the same batch under the benchmark's wall-clock limit, with no retry: the breach
+    wall = SandboxConfig(timeout_s=3.0, workers=2, limit="wall")
+    with Grader(wall, LimitConfig(policy="fixed", retry_factor=1.0)) as g:
+        grades = g.grade_batch(reqs)
+    assert [gr.gt_correct for gr in grades][1::2] != [True, True]

@@ -91,8 +91,8 @@ class EnvConfig:
     timeout_s: float = _f(3.0, "Time limit of each sandboxed check, in seconds (the floor of each problem's "
                           "limit; see env.limits).")
     limits: str = _f("measured", "Per-problem time limits: 'measured' = max(env.timeout_s, env.limit_factor x the "
-                     "canonical solution's measured cost), cached per machine; 'fixed' = env.timeout_s for every "
-                     "problem (the benchmark's fixed limit, for fidelity runs).")
+                     "canonical solution's measured cost), cached per machine; 'fixed' = env.timeout_s of wall-clock time "
+                     "for every problem (the benchmark's fixed limit, for fidelity runs).")
     limit_factor: float = _f(4.0, "Multiple of the canonical solution's measured cost in a 'measured' limit.")
     memory_mb: int = _f(1024, "Memory cap of each sandboxed check, in MiB.")
     workers: int = _f(2, "Parallel sandbox workers.")
@@ -103,7 +103,8 @@ class EnvConfig:
         from .env.sandbox import SandboxConfig
 
         return SandboxConfig(timeout_s=self.timeout_s, memory_mb=self.memory_mb, workers=self.workers,
-                             require_isolation=self.require_isolation)
+                             require_isolation=self.require_isolation,
+                             limit="wall" if self.limits == "fixed" else "cpu")
 
     def limit_config(self):
         """The grader's `LimitConfig` these settings give."""

@@ -116,13 +116,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="the floor of each problem's time limit, in seconds (default: 3.0)")
     ap.add_argument("--limits", choices=POLICIES, default="measured",
                     help="measured: max(floor, 4 x the canonical solution's cost) per problem; "
-                         "fixed: the floor for every problem (default: measured)")
+                         "fixed: the floor, of wall-clock time, for every problem, as the benchmark "
+                         "(default: measured)")
     args = ap.parse_args(argv)
     problems = load_problems(args.data)
     checks = build_requests(problems)
     t0 = time.monotonic()
-    with Grader(SandboxConfig(timeout_s=args.timeout, workers=args.workers),
-                LimitConfig(policy=args.limits)) as grader:
+    sandbox = SandboxConfig(timeout_s=args.timeout, workers=args.workers,
+                            limit="wall" if args.limits == "fixed" else "cpu")
+    with Grader(sandbox, LimitConfig(policy=args.limits)) as grader:
         grades = grader.grade_batch([req for _, req in checks], progress=True)
     elapsed = time.monotonic() - t0
 
