@@ -286,11 +286,20 @@ def _host_root_view(settings: dict, iso: dict[str, bool], notes: list[str]) -> N
 
 
 def _scratch(root: str, file_size_mb: int) -> None:
-    size = max(4 * file_size_mb, 64)
     for path in SCRATCH:
         if os.path.isdir(root + path):
-            _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV,
-                   f"size={size}m,nr_inodes=4096,mode=1777")
+            _scratch_mount(root + path, file_size_mb)
+
+
+def _scratch_mount(path: str, file_size_mb: int) -> None:
+    _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={max(4 * file_size_mb, 64)}m,nr_inodes=4096,mode=1777")
+
+
+def fresh_scratch(path: str, file_size_mb: int) -> None:
+    """Replace the scratch tmpfs at `path` by an empty one (what a wipe could not remove goes)."""
+    _check(_libc.umount2(path.encode(), ctypes.c_int(MNT_DETACH)), f"umount {path}")
+    _scratch_mount(path, file_size_mb)
 
 
 # What a program sees besides the interpreter's own directories: the system's libraries and

@@ -43,6 +43,7 @@ from sandbox_isolation import (  # noqa: E402
     PR_SET_DUMPABLE,
     SCRATCH,
     drop_capabilities,
+    fresh_scratch,
     isolate,
     prctl,
     unshare,
@@ -450,6 +451,9 @@ class Template:
             except OSError:
                 continue
             empty_dir(scratch)
+            if os.listdir(scratch):  # something resisted the wipe: a fresh mount instead
+                fresh_scratch(scratch, self.s["file_size_mb"])
+                self.scratch[scratch] = os.stat(scratch).st_dev
 
 
 def _kill(pid: int) -> None:
