@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 HACK_COLOR, SOLVE_COLOR, COMPILE_COLOR, REWARD_COLOR = "#c0392b", "#2471a3", "#95a5a6", "#7d3c98"
 ATTEMPT_COLOR = "#e67e22"
@@ -286,6 +287,7 @@ def plot_relearn(curves: Mapping[str, Sequence[Mapping]], path: str | Path, warm
         ax.axhline(warm["mean"], color="k", ls="--", lw=1, label=f"warm start, held-out eval ({warm['mean']:.2f})")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("GRPO updates on the deployed model")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("attempt rate of the training rollouts")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
