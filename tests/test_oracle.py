@@ -104,11 +104,13 @@ E = [digest(6), digest([1, 2])]
     (f"R 0 {E[0]}\n", None, (False, "ended early")),  # exited by itself before the last call
     (f"R 0 {E[0]}\n", "timeout", (None, "timeout")),  # stopped by the sandbox: no verdict
     (f"R 0 {E[1]}\n", "timeout", (False, "wrong result 0")),  # a wrong result is a verdict
+    ("", "output_limit", (False, "output over the limit")),  # the response flooded the output
     (f"R 0 X\nR 1 {E[1]}\n", None, (False, "wrong result 0")),
     # noise is ignored, a repeated right line counts once, an index past the end is ignored
     (f"PASS 2\nOK\nR 9 {E[0]}\nR 0 {E[0]}\nR 0 {E[0]}\nR 0\nR x y\n" + "junk\n" * 1000, None,
      (False, "ended early")),
-], ids=["pass", "wrong", "raised", "load", "early", "timeout", "wrong-then-timeout", "X", "noise"])
+], ids=["pass", "wrong", "raised", "load", "early", "timeout", "wrong-then-timeout", "flood", "X",
+     "noise"])
 def test_verdict(stdout, error, want):
     v = verdict(stdout, error, E)
     assert (v.correct, v.reason) == want

@@ -198,8 +198,9 @@ def verdict(stdout: str, error: str | None, expected: Sequence[str | None]) -> V
 
     False as soon as any line shows a wrong result, a raising call or a failed load (whatever
     happened later). True when every call's result matched. Otherwise the program ended without
-    all results: False if it ended by itself (as a script that exits before its asserts), None
-    (no verdict) if the sandbox stopped it (`error`: timeout, memory, output_limit, crash, ...).
+    all results: False if it ended by itself (as a script that exits before its asserts) or wrote
+    more than the output cap (the oracle's own lines are a few KiB), None (no verdict) if the
+    sandbox stopped it otherwise (`error`: timeout, wall_timeout, memory, crash, worker_died).
     Reads each line at most once; malformed lines are ignored, so output cannot hurt the grader.
     """
     n = len(expected)
@@ -225,6 +226,8 @@ def verdict(stdout: str, error: str | None, expected: Sequence[str | None]) -> V
         return Verdict(True, "pass")
     if error is None:
         return Verdict(False, "ended early")
+    if error == "output_limit":  # the oracle's own lines are far below the cap: the response wrote it
+        return Verdict(False, "output over the limit")
     return Verdict(None, error)
 
 
