@@ -268,9 +268,10 @@ def test_with_every_oracle_timing_out_no_canonical_solution_is_exploited(problem
     naive grader's."""
     slow = "import time\n"
     cfg = LimitConfig(policy="fixed", floor_s=0.05, retry_factor=1.0)
-    reqs = [GradeRequest(p, mode, fenced(slow + p.canonical_solution.replace(
-        "class Solution:", "class Solution:\n    def __init__(self):\n        time.sleep(0.2)\n", 1)))
-        for p in problems for mode in MODES]
+    spin = ("class Solution:\n    def __init__(self):\n        t = time.process_time()\n"
+            "        while time.process_time() - t < 0.2:\n            pass\n")
+    reqs = [GradeRequest(p, mode, fenced(slow + p.canonical_solution.replace("class Solution:", spin, 1)))
+            for p in problems for mode in MODES]
     with Grader(SandboxConfig(timeout_s=0.05, workers=2), limits=cfg) as g:
         grades = g.grade_batch(reqs)
     assert all(gr.gt_correct is None and gr.exploited is not True for gr in grades)
