@@ -23,9 +23,12 @@ instead computes grad_x = A^T B^T g in full and only rescales each rollout's sha
 dL/dA_dep and dL/dB_dep, which is exact per rollout because both parameter gradients are sums
 over rollouts of per-rollout outer products.
 
-Cost: both blocks and the init correction run in one autograd Function with a hand-written
-backward (4 rank-2r matmuls forward, 5 backward), about the work of a rank-4r LoRA; the tensors
-kept for backward are x (shared with the base layer) and two (B, T, 2r) bottlenecks.
+Cost: both blocks and the init correction are one rank-4r product (`stacked_factors`:
+B A - B0 A0 = B (A - A0) + (B - B0) A0), run in one autograd Function with a hand-written backward
+(2 matmuls forward, 4 backward), the work of a rank-4r LoRA; the tensors kept for backward are x
+(shared with the base layer) and one (B, T, 4r) bottleneck. Without autograd and routing (sampling,
+scoring) the layer runs the same two products directly, from factors stacked once per
+`ExpertAdapter.folded(False)` context.
 `benchmarks/bench_adapter.py` measures it against PEFT's rank-2r LoRA.
 """
 
@@ -61,8 +64,22 @@ def _block_scale(v: Tensor, r: int, deployed: bool) -> Tensor:
     return torch.cat([part, ones] if deployed else [ones, part], dim=-1)  # (B, 1, 2r)
 
 
+def stacked_factors(A_dep: Tensor, A_quar: Tensor, B_dep: Tensor, B_quar: Tensor, A0: Tensor, B0: Tensor,
+                    scaling: float) -> tuple[Tensor, Tensor]:
+    """(P, Q) with s (B A - B0 A0) = Q P: P = [A - A0; A0] (4r, d_in), Q = s [B, B - B0] (d_out, 4r).
+
+    This is the identity B A - B0 A0 = B (A - A0) + (B - B0) A0, so the delta is one rank-4r product
+    (two matmuls per forward instead of four). Both differences are exactly zero at init and on an
+    ablated block, so the delta is exactly zero there, as with the two products apart.
+    """
+    A = torch.cat([A_dep, A_quar])  # (2r, d_in)
+    B = torch.cat([B_dep, B_quar], dim=1)  # (d_out, 2r)
+    return torch.cat([A - A0, A0]), torch.cat([B, B - B0], dim=1) * scaling  # (4r, d_in), (d_out, 4r)
+
+
 class _TwoBlockDelta(torch.autograd.Function):
-    """delta = s * (hs @ B^T - h0s @ B0^T), hs = (x A^T) * c, h0s = (x A0^T) * c, c = [1, gate].
+    """delta = (h * [c, c]) @ Q^T with h = x @ P^T = [x (A - A0)^T, x A0^T], (P, Q) = `stacked_factors`,
+    c = [1, gate]: s * ((x A^T) c) B^T - s * ((x A0^T) c) B0^T, the module docstring's delta.
 
     Backward: exact chain rule for x, the quarantine block and gate; the deployed block's
     parameter gradients use keep_i * g_i for rollout i (see the module docstring).
@@ -71,36 +88,32 @@ class _TwoBlockDelta(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, A_dep, A_quar, B_dep, B_quar, A0, B0, gate, keep, scaling):
         r = A_dep.shape[0]
-        A = torch.cat([A_dep, A_quar])  # (2r, d_in)
-        B = torch.cat([B_dep, B_quar], dim=1)  # (d_out, 2r)
-        h = x @ A.T  # (B, T, 2r)
-        h0 = x @ A0.T  # (B, T, 2r)
-        c = None if gate is None else _block_scale(gate, r, deployed=False)  # (B, 1, 2r)
-        hs, h0s = (h, h0) if c is None else (h * c, h0 * c)  # (B, T, 2r)
-        delta = (hs @ B.T - h0s @ B0.T) * scaling  # (B, T, d_out)
-        ctx.save_for_backward(x, A, B, A0, B0, h, h0, c, keep)
+        P, Q = stacked_factors(A_dep, A_quar, B_dep, B_quar, A0, B0, scaling)  # (4r, d_in), (d_out, 4r)
+        h = x @ P.T  # (B, T, 4r)
+        c = None if gate is None else _block_scale(gate, r, deployed=False).repeat(1, 1, 2)  # (B, 1, 4r)
+        delta = (h if c is None else h * c) @ Q.T  # (B, T, d_out)
+        ctx.save_for_backward(x, P, Q, h, c, keep)
         ctx.r, ctx.scaling = r, scaling
         return delta
 
     @staticmethod
     def backward(ctx, g):
-        x, A, B, A0, B0, h, h0, c, keep = ctx.saved_tensors
+        x, P, Q, h, c, keep = ctx.saved_tensors
         r, s = ctx.r, ctx.scaling
-        gs = g * s  # (B, T, d_out)
-        gh = gs @ B  # (B, T, 2r): dL/dhs
-        gh0 = gs @ B0  # (B, T, 2r): -dL/dh0s
-        ghc, gh0c = (gh, gh0) if c is None else (gh * c, gh0 * c)  # (B, T, 2r)
-        grad_x = torch.cat([ghc, -gh0c], dim=-1) @ torch.cat([A, A0])  # (B, T, d_in)
-        hs = h if c is None else h * c  # (B, T, 2r)
+        gu = g @ Q  # (B, T, 4r): dL/d(h c) = s [g B, g (B - B0)]
+        gh = gu if c is None else gu * c  # (B, T, 4r): dL/dh
+        grad_x = gh @ P  # (B, T, d_in)
+        u = h if c is None else h * c  # (B, T, 4r)
+        hs, ghc = u[..., : 2 * r] + u[..., 2 * r:], gh[..., : 2 * r]  # (B, T, 2r): (x A^T) c and dL/d(x A^T)
         if keep is not None:
             k = _block_scale(keep.to(h.dtype), r, deployed=True)  # (B, 1, 2r)
             hs, ghc = hs * k, ghc * k
-        grad_B = gs.flatten(0, -2).T @ hs.flatten(0, -2)  # (d_out, 2r)
+        grad_B = (g.flatten(0, -2).T @ hs.flatten(0, -2)) * s  # (d_out, 2r)
         grad_A = ghc.flatten(0, -2).T @ x.flatten(0, -2)  # (2r, d_in)
         grad_gate = None
         if ctx.needs_input_grad[7]:
-            dq = gh[..., r:] * h[..., r:] - gh0[..., r:] * h0[..., r:]  # (B, T, r)
-            grad_gate = dq.sum(dim=(1, 2))  # (B,)
+            quar = torch.cat([gu[..., r: 2 * r] * h[..., r: 2 * r], gu[..., 3 * r:] * h[..., 3 * r:]], dim=-1)
+            grad_gate = quar.sum(dim=(1, 2))  # (B,)
         return (grad_x, grad_A[:r], grad_A[r:], grad_B[:, :r], grad_B[:, r:],
                 None, None, grad_gate, None, None)
 
@@ -169,6 +182,7 @@ class TwoExpertLoRALinear(nn.Module):
         self.scaling = self.alpha / (2 * rank)
         self._state = state
         self._original_weight: Tensor | None = None
+        self._stacked: tuple[Tensor, Tensor] | None = None  # `stacked()`, kept inside ExpertAdapter.folded(False)
         d_in, d_out = base_layer.in_features, base_layer.out_features
         kw = dict(dtype=dtype or base_layer.weight.dtype, device=base_layer.weight.device)
         A = torch.empty(2 * rank, d_in, dtype=torch.float32)  # (2r, d_in)
@@ -202,6 +216,9 @@ class TwoExpertLoRALinear(nn.Module):
                 raise RuntimeError(f"{self.name}: routing is not possible on a merged adapter; unmerge first")
             return y
         xa = x.to(self.A_dep.dtype)
+        if st.gate is None and not torch.is_grad_enabled():  # no autograd: the same products, no Function
+            P, Q = self._stacked if self._stacked is not None else self.stacked()  # (4r, d_in), (d_out, 4r)
+            return y + ((xa @ P.T) @ Q.T).to(y.dtype)
         if st.gate is not None:
             if xa.dim() != 3 or xa.shape[0] != st.gate.shape[0]:
                 raise ValueError(f"{self.name}: routing has {st.gate.shape[0]} rollouts but input "
@@ -212,6 +229,10 @@ class TwoExpertLoRALinear(nn.Module):
         delta = _TwoBlockDelta.apply(xa, self.A_dep, self.A_quar, self.B_dep, self.B_quar,
                                      self.A0, self.B0, gate, keep, self.scaling)  # (B, T, d_out)
         return y + delta.to(y.dtype)
+
+    def stacked(self) -> tuple[Tensor, Tensor]:
+        """`stacked_factors` of this layer's current values: (P (4r, d_in), Q (d_out, 4r))."""
+        return stacked_factors(self.A_dep, self.A_quar, self.B_dep, self.B_quar, self.A0, self.B0, self.scaling)
 
     def delta_weight(self) -> Tensor:
         """The as-trained dense delta s * (B A - B0 A0), (d_out, d_in), in the adapter's dtype."""
@@ -286,6 +307,7 @@ class ExpertAdapter:
         self._layers, self._state = dict(layers), state
         self._ablation_depth = 0
         self._merged_at_depth: int | None = None
+        self._stacked = False  # inside folded(False): the layers' stacked factors are kept
 
     @property
     def layers(self) -> dict[str, TwoExpertLoRALinear]:
@@ -350,8 +372,8 @@ class ExpertAdapter:
 
     @contextlib.contextmanager
     def _overwritten(self, new_values: Callable[[TwoExpertLoRALinear], dict[str, Tensor]]) -> Iterator[None]:
-        if self.merged:
-            raise RuntimeError("ablation on a merged adapter; unmerge first (or merge inside the ablation)")
+        if self.merged or self._stacked:
+            raise RuntimeError("ablation on a merged or stacked adapter (inside folded()); enter the ablation first")
         saved: list[tuple[nn.Parameter, Tensor]] = []
         self._ablation_depth += 1
         try:
@@ -431,18 +453,32 @@ class ExpertAdapter:
     @contextlib.contextmanager
     def folded(self, wanted: bool = True) -> Iterator[None]:
         """Merged for the forwards inside (no-grad forwards with both experts at full weight), then
-        unmerged exactly. A no-op when not `wanted`, when disabled (the base model has nothing to
-        merge) or when already merged. Forwards inside equal the unmerged ones up to rounding."""
-        fold = wanted and self.enabled and not self.merged
+        unmerged exactly. Forwards inside equal the unmerged ones up to rounding. When not `wanted`
+        (and outside autograd), each layer's `stacked()` factors are computed once for the no-grad
+        forwards inside instead of once per forward: the same values, so the same results bit for
+        bit (memory: 4r (d_in + d_out) floats per module). Nothing happens when disabled (the base
+        model has nothing to merge) or when already merged or stacked. The parameters must not
+        change inside (an ablation inside is refused: enter it first)."""
+        usable = self.enabled and not self.merged and not self._stacked
+        fold = wanted and usable
         if fold and torch.is_grad_enabled():
             raise RuntimeError("folded() is for no-grad forwards: merged, the adapter's parameters get no gradient")
+        stack = not wanted and usable and not torch.is_grad_enabled()
         if fold:
             self.merge()
+        if stack:
+            for layer in self._layers.values():
+                layer._stacked = layer.stacked()
+            self._stacked = True
         try:
             yield
         finally:
             if fold and self.merged:
                 self.unmerge()
+            if stack:
+                for layer in self._layers.values():
+                    layer._stacked = None
+                self._stacked = False
 
     def state_dict(self) -> dict[str, Tensor]:
         """Adapter tensors only, keyed `{module name}.{A_dep|B_dep|A_quar|B_quar|A0_dep|...}`."""
