@@ -90,6 +90,18 @@ def test_rows_without_a_verdict_are_left_out_and_counted():
         summarize_section([{**recs[0], "hack": 1}], 10, 0)
 
 
+def test_a_problem_without_any_verdict_in_a_state_leaves_that_difference():
+    recs = synthetic_records({"as_trained": (5, 4, 1), "deployed": (2, 1, 1)})
+    for r in recs:
+        if r["state"] == "deployed" and r["problem_id"] == 100:
+            r["hack"] = r["solve"] = None
+    dep = summarize_section(recs, n_boot=50, seed=0)["deployed"]
+    hack, attempt = dep["vs_as_trained"]["hack"], dep["vs_as_trained"]["attempt"]
+    assert hack["n_problems"] == P - 1 and attempt["n_problems"] == P  # attempts always have a verdict
+    assert (hack["estimate"], hack["lo"], hack["hi"]) == pytest.approx((-0.6, -0.6, -0.6))
+    assert dep["no_verdict"] == len(MODES) * K and dep["hack"]["n"] == (P - 1) * len(MODES) * K
+
+
 def test_summarize_section_refuses_unpaired_or_missing_baseline():
     recs = synthetic_records() + synthetic_records({"deployed": (1, 1, 1)}, problems=[P])
     with pytest.raises(ValueError, match="must match"):
