@@ -256,12 +256,15 @@ def test_evicted_preludes_are_freed_cycles_and_all():
     is one) goes at a full collection every PRELUDE_SLOTS evictions: 24 preludes of 4 MiB each
     leave the template's memory about where 8 of them would."""
     cyclic = "class Big:\n    data = b'x' * (4 << 20)\nBig.me = Big\nK = {k}\n"
-    status = "print(next(l.split()[1] for l in open('/proc/1/status') if l.startswith('VmRSS')))"
     with Sandbox(SandboxConfig(workers=1)) as one:
         n = 6 * sandbox_mod.PRELUDE_SLOTS
         assert [one.run(Program("print(K)", prelude=cyclic.format(k=k))).stdout for k in range(n)] \
             == [f"{k}\n" for k in range(n)]
-        rss_mib = int(one.run(Program(status)).stdout) / 1024  # the template is pid 1
+        worker = one._idle.queue[0].proc.pid  # the template is its only child
+        with open(f"/proc/{worker}/task/{worker}/children") as f:
+            template = int(f.read().split()[0])
+        with open(f"/proc/{template}/status") as f:
+            rss_mib = int(next(line.split()[1] for line in f if line.startswith("VmRSS"))) / 1024
     assert rss_mib < 4 * 2 * sandbox_mod.PRELUDE_SLOTS + 40, rss_mib
 
 
@@ -456,7 +459,7 @@ def test_non_root_user_gets_full_isolation_from_a_user_namespace(tmp_path):
     import json
 
     iso, stdout, leftovers = json.loads(out.stdout)
-    assert stdout == "0 2 0000000000000000 0000000000000000\n"  # root of its user namespace, no capability, alone with its template
+    assert stdout == "0 1 0000000000000000 0000000000000000\n"  # root of its user namespace, no capability, alone (hidepid hides the template)
     # As root of the user namespace a program may write its IPC namespace's limits (the kernel
     # checks the uid, not a capability): it has an IPC namespace of its own, which ends with it.
     assert leftovers.split()[1:] == ["-1", "-1", "-1"] and leftovers.split()[0] != "123456789", leftovers

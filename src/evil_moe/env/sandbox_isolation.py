@@ -369,7 +369,9 @@ def minimal_root(new: str, own_proc: bool, file_size_mb: int) -> None:
             pid_counter_fd = os.open(new + "/proc/sys/kernel/ns_last_pid", os.O_WRONLY | os.O_CLOEXEC)
         except OSError:
             pid_counter_fd = None
-        _mount("proc", new + "/proc", "proc", flags | MS_RDONLY, None)
+        # hidepid=2: under a uid of its own a program does not see the template's process
+        # (its counters would be a channel from earlier programs)
+        _mount("proc", new + "/proc", "proc", flags | MS_RDONLY, "hidepid=2")
     _scratch(new, file_size_mb)
     os.chdir(new)
     _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), b".", b"."), "pivot_root")
