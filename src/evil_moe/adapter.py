@@ -89,7 +89,9 @@ class _TwoBlockDelta(torch.autograd.Function):
     def forward(ctx, x, A_dep, A_quar, B_dep, B_quar, A0, B0, gate, keep, scaling):
         r = A_dep.shape[0]
         P, Q = stacked_factors(A_dep, A_quar, B_dep, B_quar, A0, B0, scaling)  # (4r, d_in), (d_out, 4r)
-        h = x @ P.T  # (B, T, 4r)
+        # x is kept in its own dtype (the base layer keeps the same tensor) and cast again in the
+        # backward: a bfloat16 model's inputs are not kept twice, once as float32 copies
+        h = x.to(P.dtype) @ P.T  # (B, T, 4r)
         c = None if gate is None else _block_scale(gate, r, deployed=False).repeat(1, 1, 2)  # (B, 1, 4r)
         delta = (h if c is None else h * c) @ Q.T  # (B, T, d_out)
         ctx.save_for_backward(x, P, Q, h, c, keep)
@@ -102,14 +104,14 @@ class _TwoBlockDelta(torch.autograd.Function):
         r, s = ctx.r, ctx.scaling
         gu = g @ Q  # (B, T, 4r): dL/d(h c) = s [g B, g (B - B0)]
         gh = gu if c is None else gu * c  # (B, T, 4r): dL/dh
-        grad_x = gh @ P  # (B, T, d_in)
+        grad_x = (gh @ P).to(x.dtype)  # (B, T, d_in)
         u = h if c is None else h * c  # (B, T, 4r)
         hs, ghc = u[..., : 2 * r] + u[..., 2 * r:], gh[..., : 2 * r]  # (B, T, 2r): (x A^T) c and dL/d(x A^T)
         if keep is not None:
             k = _block_scale(keep.to(h.dtype), r, deployed=True)  # (B, 1, 2r)
             hs, ghc = hs * k, ghc * k
         grad_B = (g.flatten(0, -2).T @ hs.flatten(0, -2)) * s  # (d_out, 2r)
-        grad_A = ghc.flatten(0, -2).T @ x.flatten(0, -2)  # (2r, d_in)
+        grad_A = ghc.flatten(0, -2).T @ x.flatten(0, -2).to(P.dtype)  # (2r, d_in)
         grad_gate = None
         if ctx.needs_input_grad[7]:
             quar = torch.cat([gu[..., r: 2 * r] * h[..., r: 2 * r], gu[..., 3 * r:] * h[..., 3 * r:]], dim=-1)
@@ -215,18 +217,17 @@ class TwoExpertLoRALinear(nn.Module):
             if self.merged and st.gate is not None:
                 raise RuntimeError(f"{self.name}: routing is not possible on a merged adapter; unmerge first")
             return y
-        xa = x.to(self.A_dep.dtype)
         if st.gate is None and not torch.is_grad_enabled():  # no autograd: the same products, no Function
             P, Q = self._stacked if self._stacked is not None else self.stacked()  # (4r, d_in), (d_out, 4r)
-            return y + ((xa @ P.T) @ Q.T).to(y.dtype)
+            return y + ((x.to(P.dtype) @ P.T) @ Q.T).to(y.dtype)
         if st.gate is not None:
-            if xa.dim() != 3 or xa.shape[0] != st.gate.shape[0]:
+            if x.dim() != 3 or x.shape[0] != st.gate.shape[0]:
                 raise ValueError(f"{self.name}: routing has {st.gate.shape[0]} rollouts but input "
-                                 f"has shape {tuple(xa.shape)}; expected (B, T, d_in)")
-            gate, keep = st.gate.to(xa.dtype), st.keep
+                                 f"has shape {tuple(x.shape)}; expected (B, T, d_in)")
+            gate, keep = st.gate.to(self.A_dep.dtype), st.keep
         else:
             gate = keep = None
-        delta = _TwoBlockDelta.apply(xa, self.A_dep, self.A_quar, self.B_dep, self.B_quar,
+        delta = _TwoBlockDelta.apply(x, self.A_dep, self.A_quar, self.B_dep, self.B_quar,
                                      self.A0, self.B0, gate, keep, self.scaling)  # (B, T, d_out)
         return y + delta.to(y.dtype)
 
