@@ -124,9 +124,7 @@ class Cgroups:
                 _write(os.path.join(d, "memory.max"), limit)
                 if os.path.exists(os.path.join(d, "memory.swap.max")):
                     _write(os.path.join(d, "memory.swap.max"), "0")
-        elif r == "pids":
-            # +1: the program's cgroup also briefly holds nothing else, but a program's own
-            # process counts, as RLIMIT_NPROC counts it
+        elif r == "pids":  # its processes and threads, itself included, as RLIMIT_NPROC counts
             _write(os.path.join(d, "pids.max"), str(max_processes))
 
     def remove(self, wait_s: float = 2.0) -> None:
