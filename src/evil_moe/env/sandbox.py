@@ -1,10 +1,13 @@
 """Run untrusted Python programs isolated, fast, in parallel.
 
 `Sandbox` keeps `workers` long-lived worker processes (see `sandbox_worker.py`). Each one
-isolates itself with Linux namespaces, pre-imports the common modules once, and forks one
-fresh child per program, so a program pays a fork instead of an interpreter start-up and never
-sees what an earlier program did. What is active on this host is in `Sandbox.isolation`;
-`docs/sandbox.md` lists the guarantees and what each needs from the host.
+isolates itself with Linux namespaces and a minimal read-only view of the file system,
+pre-imports the common modules once, and forks one fresh child per program, so a program pays
+a fork instead of an interpreter start-up and never sees what an earlier program did. Each
+worker slot has cgroups (`sandbox_cgroup.py`) that limit a program's CPU time, memory and
+processes summed over all its processes. What is active on this host is in
+`Sandbox.isolation`; `docs/sandbox.md` has the threat model, the guarantees with their tests,
+and what each needs from the host.
 """
 
 from __future__ import annotations
