@@ -61,6 +61,7 @@ PRELUDE_SLOTS = 8  # preludes a worker keeps run (a GRPO step's problems); each 
 # the reply, so a queued message this small always fits in the pipe, and writing it never
 # waits on a template that is itself waiting to write a long reply.
 QUEUE_SHARE = 4  # 16 KiB of the usual 64 KiB pipe
+HEADER_BYTES = 1 << 20  # a reply's JSON header is numbers and labels: longer means a broken worker
 GRACE_S = 10.0  # extra time the worker gets beyond a program's limit before it counts as dead
 _warned: set[str] = set()  # the warnings given (once per process each)
 _warn_lock = threading.Lock()
@@ -219,7 +220,8 @@ class _Worker:
         head = self._exact(fd, 4, deadline)
         if head is None:
             return None
-        body = self._exact(fd, struct.unpack(">I", head)[0], deadline)
+        size = struct.unpack(">I", head)[0]
+        body = self._exact(fd, size, deadline) if size <= HEADER_BYTES else None
         try:
             msg = json.loads(body)
         except (TypeError, ValueError):  # None, or a garbled reply: a broken worker
