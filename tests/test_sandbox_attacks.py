@@ -347,6 +347,25 @@ def test_lock_page_cache_and_watch_channels_are_refused(sb):
     assert lines["flock"] == lines["fadvise"] == lines["inotify"] == "ok"
 
 
+def test_no_new_user_namespace_and_threads_and_processes_still_work(sb):
+    """A user namespace is the way to capabilities (and much of the kernel's surface) for a
+    process without them: clone and unshare refuse to make one, clone3 says ENOSYS (the C
+    library then uses clone), and threads, fork, subprocess and multiprocessing still work."""
+    need(sb, "no_keyrings")
+    if os.uname().machine != "x86_64":
+        pytest.skip("the probe uses x86_64 syscall numbers")
+    r = sb.run(prog("""
+        import ctypes, multiprocessing, os, subprocess, threading
+        libc = ctypes.CDLL(None, use_errno=True)
+        print(libc.unshare(0x10000000), ctypes.get_errno())  # CLONE_NEWUSER
+        print(libc.syscall(435, 0, 0), ctypes.get_errno())  # clone3
+        t = threading.Thread(target=print, args=('thread',)); t.start(); t.join()
+        print(subprocess.run(['echo', 'sub'], capture_output=True, text=True).stdout.strip())
+        with multiprocessing.Pool(2) as p: print(p.map(abs, [-1, -2]))
+    """, timeout_s=10.0))
+    assert (r.error, r.stdout) == (None, "-1 1\n-1 38\nthread\nsub\n[1, 2]\n"), r
+
+
 # ----------------------------------------------------------------------------- bounded reads
 def test_marker_files_are_read_back_up_to_read_bytes(sb):
     """A 16 MiB marker file costs the grader 4 KiB per row (here 20 rows)."""

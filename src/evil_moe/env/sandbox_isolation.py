@@ -30,21 +30,25 @@ SYS_MOUNT_SETATTR = 442  # same number on every architecture (generic syscall ta
 #   channels between programs through the files they all see (locks, the page cache, access
 #   events), or (io_uring) a way to make such calls past this filter;
 # and, by argument: fcntl's lock, lease and directory-notification commands (POSIX and OFD
-# locks, dnotify) and preadv2/pwritev2 with RWF_NOWAIT (which tells whether a page is cached).
+# locks, dnotify), preadv2/pwritev2 with RWF_NOWAIT (which tells whether a page is cached), and
+# clone/unshare making a user namespace (the way to capabilities, and to much of the kernel,
+# for a process without them). clone3 fails with ENOSYS (its flags are out of a filter's
+# reach); the C library then falls back to clone.
 _X86 = {"add_key": 248, "request_key": 249, "keyctl": 250, "flock": 73, "fadvise64": 221,
         "readahead": 187, "mincore": 27, "cachestat": 451, "inotify_init": 253,
         "inotify_init1": 294, "inotify_add_watch": 254, "fanotify_init": 300, "fanotify_mark": 301,
         "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-        "fcntl": 72, "preadv2": 327, "pwritev2": 328}
+        "fcntl": 72, "preadv2": 327, "pwritev2": 328, "clone": 56, "unshare": 272, "clone3": 435}
 _GENERIC = {"add_key": 217, "request_key": 218, "keyctl": 219, "flock": 32, "fadvise64": 223,
             "readahead": 213, "mincore": 232, "cachestat": 451, "inotify_init1": 26,
             "inotify_add_watch": 27, "fanotify_init": 262, "fanotify_mark": 263,
             "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
-            "fcntl": 25, "preadv2": 286, "pwritev2": 287}
+            "fcntl": 25, "preadv2": 286, "pwritev2": 287, "clone": 220, "unshare": 97, "clone3": 435}
 SYSCALLS = {"x86_64": (0xC000003E, _X86), "aarch64": (0xC00000B7, _GENERIC),
             "riscv64": (0xC00000F3, _GENERIC)}.get(os.uname().machine)
 FCNTL_REFUSED = (5, 6, 7, 36, 37, 38, 1024, 1026)  # F_GETLK F_SETLK F_SETLKW F_OFD_* F_SETLEASE F_NOTIFY
 RWF_NOWAIT = 0x8
+CLONE_NEWUSER_FLAG = 0x10000000
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
@@ -98,22 +102,29 @@ class _SockFprog(ctypes.Structure):
 
 def _filter() -> _SockFprog:
     """The seccomp program (see SYSCALLS): EPERM for the refused calls, for fcntl's lock
-    commands, for preadv2/pwritev2 with RWF_NOWAIT, and for every syscall of another ABI (32-bit
-    or x32 calls would have other numbers); everything else is allowed."""
+    commands, for preadv2/pwritev2 with RWF_NOWAIT, for a new user namespace, and for every
+    syscall of another ABI (32-bit or x32 calls would have other numbers); ENOSYS for clone3;
+    everything else is allowed."""
     arch, nrs = SYSCALLS
     LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JGE, JSET, RET|K
     allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
-    refused = [nr for name, nr in nrs.items() if name not in ("fcntl", "preadv2", "pwritev2")]
+    by_argument = ("fcntl", "preadv2", "pwritev2", "clone", "unshare", "clone3")
+    refused = [nr for name, nr in nrs.items() if name not in by_argument]
     # (code, jump-if-true label, jump-if-false label, k); labels resolve to relative offsets
     prog: list = [(LD, None, None, 4), (JEQ, None, "deny", arch),  # seccomp_data.arch
                   (LD, None, None, 0), (JGE, "deny", None, 0x40000000)]  # .nr; x32: deny
     prog += [(JEQ, "deny", None, nr) for nr in refused]
     prog += [(JEQ, "fcntl", None, nrs["fcntl"]), (JEQ, "rwf", None, nrs["preadv2"]),
-             (JEQ, "rwf", None, nrs["pwritev2"]), (RET, None, None, allow)]
+             (JEQ, "rwf", None, nrs["pwritev2"]), (JEQ, "clone", None, nrs["clone"]),
+             (JEQ, "clone", None, nrs["unshare"]), (JEQ, "nosys", None, nrs["clone3"]),
+             (RET, None, None, allow)]
     prog += ["fcntl", (LD, None, None, 16 + 8 * 1)]  # args[1] (low half, little-endian): cmd
     prog += [(JEQ, "deny", None, cmd) for cmd in FCNTL_REFUSED] + [(RET, None, None, allow)]
     prog += ["rwf", (LD, None, None, 16 + 8 * 5), (JSET, "deny", None, RWF_NOWAIT),  # args[5]: flags
              (RET, None, None, allow)]
+    prog += ["clone", (LD, None, None, 16), (JSET, "deny", None, CLONE_NEWUSER_FLAG),  # args[0]: flags
+             (RET, None, None, allow)]
+    prog += ["nosys", (RET, None, None, 0x00050000 | errno.ENOSYS)]
     prog += ["deny", (RET, None, None, deny)]
     at, n = {}, 0
     for item in prog:
