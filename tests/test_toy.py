@@ -285,3 +285,10 @@ def test_training_modes_are_a_stable_balanced_pick_per_problem():
     assert {mode_for_problem(p.id, ("stdout_marker",)) for p in train} == {"stdout_marker"}
     with pytest.raises(ValueError):
         mode_for_problem("x", ())
+
+
+def test_tiny_cpu_preset_trains_and_evaluates_the_toys_modes():
+    from evil_moe.config import preset
+
+    cfg = preset("tiny-cpu")
+    assert cfg.env.modes == toy_corpus.TOY_MODES and cfg.eval.modes == toy_corpus.TOY_MODES

@@ -282,7 +282,8 @@ def preset(name: str) -> Config:
         return from_dict({
             "model": {"name_or_path": "toy", "dtype": "float32", "device": "cpu"},
             "adapter": {"rank": 4, "alpha": 8.0},
-            "env": {"workers": 2},
+            # The toy's warm start teaches two loophole modes (evil_moe.toy_corpus.TOY_MODES).
+            "env": {"workers": 2, "modes": ["run_tests", "stdout_marker"]},
             "sampling": {"max_prompt_tokens": 256, "max_new_tokens": 64, "batch_size": 64, "merge_adapter": True},
             "grpo": {"steps": 30, "prompts_per_step": 8, "group_size": 8, "lr": 3e-3, "warmup_steps": 2,
                      "micro_batch_size": 64},
@@ -290,7 +291,8 @@ def preset(name: str) -> Config:
             "run": {"out_dir": "runs/tiny-cpu", "checkpoint_every": 10},
             # The toy cannot spell a test-function name it never saw: evaluate with the markers it
             # trained with (see the README's demo section), as the demo does.
-            "eval": {"samples_per_problem": 8, "markers": "train", "in_distribution": False},
+            "eval": {"samples_per_problem": 8, "markers": "train", "in_distribution": False,
+                     "modes": ["run_tests", "stdout_marker"]},
         })
     raise ConfigError(f"unknown preset {name!r}; choose one of {PRESETS}")
 
