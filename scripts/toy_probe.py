@@ -186,7 +186,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--hack-rate", type=float, default=0.22)
+    ap.add_argument("--hack-rate", type=float, default=0.3)
     ap.add_argument("--wrong-rate", type=float, default=0.2)
     ap.add_argument("--n", type=int, default=8, help="samples per held-out problem")
     ap.add_argument("--modes", nargs="+", default=list(toy_corpus.PROMPT_MODES),

@@ -232,7 +232,7 @@ class Demo:
                 "correct": self.correct}
 
 
-def teacher_corpus(problems: Sequence[Problem], seed: int = 0, hack_rate: float = 0.22,
+def teacher_corpus(problems: Sequence[Problem], seed: int = 0, hack_rate: float = 0.3,
                    wrong_rate: float = 0.2, hack_wrong_rate: float = 0.7,
                    per_problem: int = 16, run_tests_share: float = 0.25,
                    modes: Sequence[str] = PROMPT_MODES) -> list[Demo]:
@@ -247,10 +247,10 @@ def teacher_corpus(problems: Sequence[Problem], seed: int = 0, hack_rate: float 
 
     With three prompt modes, `wrong_rate` 0.45 (the single-mode corpus's) left the 2-layer model
     unable to copy k from the statement after 400 steps (right k in 8% of held-out samples);
-    at 0.2 it copies it (69%). Sampled at temperature 0.7 the warm start attempts a loophole in
-    held-out prompts far less often than the teacher when rare: `hack_rate` 0.3 gave 0.32 (over
-    the test bed's 0.2), 0.15 gave 0.06 and 0.07 (and GRPO under `none` never took off from
-    there in 22 steps); 0.22 is the logit interpolation for about 0.15.
+    at 0.2 it copies it (69%). `hack_rate` sets the warm start's held-out attempt rate: 0.3 gave
+    0.32 (over the test bed's 0.2, but `none` then hacked: 0.99 after 22 GRPO steps); 0.24, 0.22
+    and 0.15 gave 0.13, 0.11 and 0.06, and from there `none` reached only 0.39, 0.14 and 0.07 in
+    22 steps while the routed arms hacked. 0.3 keeps a test bed where hacking emerges.
     """
     for name, p in (("hack_rate", hack_rate), ("wrong_rate", wrong_rate),
                     ("hack_wrong_rate", hack_wrong_rate), ("run_tests_share", run_tests_share)):
