@@ -87,7 +87,8 @@ def test_criteria_are_checked_and_reported(demo):
     # the held-out-mode section: the pairs cover run_tests only, stdout_marker is the mode they never show
     assert summary["pair_modes"] == ["run_tests"] and summary["pair_heldout_modes"] == ["stdout_marker"]
     assert "## The mode the pairs never showed" in report and "### `stdout_marker`" in report
-    assert "hack expert removed `stdout_marker`" in report or "hack expert did not remove `stdout_marker`" in report
+    assert any(v in report for v in ("hack expert removed `stdout_marker`", "hack expert did not remove `stdout_marker`",
+                                     "`evil_moe` never learned `stdout_marker`"))
     for r in summary["runs"]:
         assert set(r["as_trained"]["by_mode"]) == set(TOY_MODES)
 
