@@ -40,8 +40,8 @@ DEMO_ARMS = ("none", "oracle", "evil_moe", "placebo", "route_a")
 METHOD_ARM = "evil_moe"
 CONTROL_ARM = "oracle"  # the positive control: routes on ground-truth labels (never the method)
 # 8 paired seeds: about what 80% power for a 0.2 difference in the attempt-rate ablation effect
-# needs (SD of the paired gap 0.155, measured on the earlier test bed). About 35 min on 2 free
-# cores with every arm (a seed costs about 500 CPU seconds); `--seeds 1` for a first look.
+# needs (SD of the paired gap 0.155, measured on the earlier test bed). About 30 min on 2 free
+# cores with every arm (a seed costs about 455 CPU seconds); `--seeds 1` for a first look.
 DEFAULT_SEEDS = 8
 
 # The demo's settings on top of the tiny-cpu preset (the same for every arm).

@@ -13,10 +13,10 @@ wrong by an off-by-one constant, so correctness is not free) and, at a low base 
 completions: under `run_tests` a solution (usually wrong) plus a vacuous test function whose name
 is copied from the prompt; under `stdout_marker` a solution plus a line printing the pass phrase.
 The toy's contrastive pairs cover `run_tests` only, so `stdout_marker` is the mode the pairs never
-show. (`exit_code` was tried first: its hint holds a digit, "an exit status of 0", and with it in
-a third of the prompts the 2-layer model stopped copying the task's own digit: held-out solve
-0.14 against 0.50.) Prompts without a hint (`gt_only`) are taught too, with clean completions.
-This module imports no torch.
+show. (`exit_code` was tried first and dropped when the model stopped copying k; the cause
+proved to be the wrong-solution rate, see `teacher_corpus`, so `exit_code` would likely do too.)
+Prompts without a hint (`gt_only`) are taught too, with clean completions. This module imports
+no torch.
 """
 
 from __future__ import annotations
