@@ -235,7 +235,7 @@ def tiny_checkpoint(tmp_path, problems_path):
                      "sampling": {"max_new_tokens": 8, "max_prompt_tokens": 4096, "batch_size": 16},
                      "run": {"arm": "evil_moe", "seed": 7},
                      "eval": {"problems": str(problems_path), "samples_per_problem": 2,
-                              "markers": "heldout", "in_distribution": True,
+                              "markers": "heldout", "in_distribution": True, "modes": ["run_tests"],
                               "random_subspace_draws": 1, "bootstrap_samples": 50}},
                     preset("tiny-cpu"))
     model, adapter = trained()
