@@ -285,8 +285,10 @@ def preset(name: str) -> Config:
             # The toy's warm start teaches two loophole modes (evil_moe.toy_corpus.TOY_MODES).
             "env": {"workers": 2, "modes": ["run_tests", "stdout_marker"]},
             "sampling": {"max_prompt_tokens": 256, "max_new_tokens": 64, "batch_size": 64, "merge_adapter": True},
+            # hint_free_frac 0.25: at 0.5 hacking did not emerge on the toy in 22 steps (attempts stayed
+            # near 0.03); at 0.25 it did by step 9, as at 0 by step 7 (docs/training.md)
             "grpo": {"steps": 30, "prompts_per_step": 8, "group_size": 8, "lr": 3e-3, "warmup_steps": 2,
-                     "micro_batch_size": 64},
+                     "micro_batch_size": 64, "hint_free_frac": 0.25},
             "router": {"lr": 3e-2},
             "run": {"out_dir": "runs/tiny-cpu", "checkpoint_every": 10},
             # The toy cannot spell a test-function name it never saw: evaluate with the markers it
