@@ -57,7 +57,7 @@ def test_deployed_rollouts_are_sampled_and_scored_with_the_hack_expert_ablated(t
         torch.testing.assert_close(scored.logp[i // 4][i % 4, :T], expected, rtol=0, atol=1e-5)
         assert (scored.logp[i // 4][i % 4, :T] - other).abs().max() > 1e-3  # the two forwards differ
     pooled = torch.where(dep[:, None, None], pool_off.tensor(), pool_on.tensor())
-    torch.testing.assert_close(scored.pooled, pooled, rtol=0, atol=1e-5)
+    torch.testing.assert_close(scored.pooled, pooled, rtol=0, atol=1e-4)  # merged: equal up to rounding
     # trained as sampled: the quarantine is off in their training forward
     rw = tr.route(scored, torch.zeros(8), None)
     assert rw.gate[dep].tolist() == [0.0, 0.0] and bool((rw.gate[~dep] > 0).all())
