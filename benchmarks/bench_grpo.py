@@ -16,7 +16,9 @@ LoRA unmerged, as TRL does; `--no-merge` runs ours unmerged too.
 A step's time is the wall time of `Trainer.step()` for ours, and the time between consecutive
 `on_step_end` callbacks for TRL (generation, reward, loss, backward, optimizer, logging). The
 first step of each side is a warm-up and is not counted. The sides alternate in rounds so that
-load from other processes on the machine affects both; the medians are compared.
+load from other processes on the machine affects both; the medians are compared, of wall time and
+of this process's CPU time (which load from other processes does not inflate; with --threads 1
+it is close to the compute itself).
 
 Also timed: the two ways of seeding sampling per (seed, prompt index) that `evil_moe.sampling`
 considered (per-row seeded sampler over batches of any prompts, as shipped, versus one seeded
@@ -79,19 +81,25 @@ def build_ours(cfg, problems, grader):
     return Trainer(cfg, policy, make_generator(policy, cfg.sampling), problems, grader, routing, pairs)
 
 
-def time_ours(trainer, steps: int, parts: dict[str, list[float]] | None = None) -> list[float]:
+def clock() -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds): CPU time is what a step costs when other
+    processes share the cores (it leaves out the sandbox's processes, which both sides use alike)."""
+    return time.perf_counter(), time.process_time()
+
+
+def time_ours(trainer, steps: int, parts: dict[str, list[float]] | None = None) -> list[tuple[float, float]]:
     out = []
     for _ in range(steps):
-        t = time.perf_counter()
+        t = clock()
         metrics = trainer.step()
-        out.append(time.perf_counter() - t)
-        for k in ("sample_s", "grade_s", "train_s"):
+        out.append(tuple(b - a for a, b in zip(t, clock(), strict=True)))
+        for k in ("sample_s", "grade_s", "score_s", "train_s"):
             if parts is not None and k in metrics:
                 parts.setdefault(k, []).append(metrics[k])
     return out
 
 
-def time_trl(cfg, problems, grader, steps: int, out_dir: Path, seed: int) -> list[float]:
+def time_trl(cfg, problems, grader, steps: int, out_dir: Path, seed: int) -> list[tuple[float, float]]:
     """`steps` timed TRL steps after one warm-up step, on a fresh GRPOTrainer."""
     from datasets import Dataset
     from peft import LoraConfig
@@ -109,11 +117,11 @@ def time_trl(cfg, problems, grader, steps: int, out_dir: Path, seed: int) -> lis
         grades = grader.grade_batch([GradeRequest(problems[i], mode, t) for i, t in zip(problem_index, texts, strict=True)])
         return [g.reward for g in grades]
 
-    ends: list[float] = []
+    ends: list[tuple[float, float]] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, *a, **k):
-            ends.append(time.perf_counter())
+            ends.append(clock())
 
     a = cfg.adapter
     trl_cfg = GRPOConfig(
@@ -133,7 +141,7 @@ def time_trl(cfg, problems, grader, steps: int, out_dir: Path, seed: int) -> lis
                           processing_class=tokenizer, peft_config=lora, callbacks=[Clock()])
     trainer.remove_callback(PrinterCallback)  # no per-step log lines
     trainer.train()
-    return [b - a for a, b in zip(ends, ends[1:], strict=False)]
+    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:], strict=False)]
 
 
 def bench_sampling_seeding(cfg, repeats: int = 2) -> tuple[float, float]:
@@ -205,16 +213,17 @@ def main() -> None:
             for r in range(args.rounds):
                 trl += time_trl(cfg, problems, grader, args.steps, tmp / f"trl_{r}", seed=cfg.run.seed)
                 ours += time_ours(ours_trainer, args.steps, parts)
-                print(f"round {r + 1}: ours {[round(x, 2) for x in ours[-args.steps:]]} s, "
-                      f"TRL {[round(x, 2) for x in trl[-args.steps:]]} s")
+                print(f"round {r + 1}: ours {[round(x[0], 2) for x in ours[-args.steps:]]} s, "
+                      f"TRL {[round(x[0], 2) for x in trl[-args.steps:]]} s (wall)")
             t = time.perf_counter()
             ours_trainer.pair_activations()
             pair_s = time.perf_counter() - t
-        m_ours, m_trl = statistics.median(ours), statistics.median(trl)
         print("ours, median s per part: " + ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in parts.items())
-              + f"; of train_s, the pin loss's forward over the contrastive pairs {pair_s:.2f}")
-        print(f"median s/step: evil_moe (routing on) {m_ours:.3f}, TRL GRPOTrainer {m_trl:.3f}, "
-              f"ratio ours/TRL {m_ours / m_trl:.2f}")
+              + f" (grading overlaps scoring); of train_s, the pin loss's forward over the contrastive pairs {pair_s:.2f}")
+        for i, name in enumerate(("wall", "CPU")):
+            m_ours, m_trl = statistics.median(x[i] for x in ours), statistics.median(x[i] for x in trl)
+            print(f"median {name} s/step: evil_moe (routing on) {m_ours:.3f}, TRL GRPOTrainer {m_trl:.3f}, "
+                  f"ratio ours/TRL {m_ours / m_trl:.2f}")
 
 
 if __name__ == "__main__":
