@@ -529,8 +529,10 @@ def test_reward_and_row():
 
 
 def test_batch_runs_every_program_in_one_parallel_call(grader, problems, monkeypatch):
-    """Round one: the oracle and the mode's naive grader of every request, in one call. Round two:
-    the finer run_tests labels, only for responses whose test function was called."""
+    """Phases, one parallel call each: the oracles of every request; (no retry here); the modes'
+    naive graders, which hold expected values, never beside an oracle; the finer run_tests
+    labels, only for responses whose test function was called."""
+    grader.calibrate(problems[:1])  # its limit measured before the spy counts
     calls = []
     real = grader.sandbox.run_many
 
@@ -548,11 +550,11 @@ def test_batch_runs_every_program_in_one_parallel_call(grader, problems, monkeyp
             GradeRequest(p, "gt_only", fenced(p.canonical_solution)),  # 1
             GradeRequest(p, "exit_code", "no code")]  # 0
     batch = grader.grade_batch(reqs)
-    assert calls == [7, 2]
+    assert calls == [4, 3, 2]
     assert batch[0].tests_pass_stub is None and batch[1].tests_pass_stub is True
     calls.clear()
     grader.grade_batch(reqs[:1] + reqs[2:])
-    assert calls == [5]  # nobody's test function was called: no second round
+    assert calls == [3, 2]  # nobody's test function was called: no finer phase
     assert batch == [grader.grade(r) for r in reqs]
 
 

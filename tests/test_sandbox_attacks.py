@@ -403,3 +403,26 @@ def test_thousands_of_nested_directories_are_wiped_without_recursion():
         assert (r1.error, r1.stdout) == (None, "nested\n"), r1.stderr[-500:]
         assert r2.error is None and r2.stdout.endswith("] []\n")
         assert eval(r2.stdout.split("] ")[0] + "]") == [f"run{2}"]  # noqa: S307 - its own dir only
+
+
+AIO = prog(textwrap.dedent("""
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctx = ctypes.c_ulong(0)
+    r = libc.syscall(206, 1, ctypes.byref(ctx))  # io_setup(1, &ctx)
+    print("aio", "ok" if r == 0 else ctypes.get_errno())
+    if r == 0:
+        libc.syscall(207, ctx)
+"""))
+
+
+def test_linux_aio_is_refused(sb):
+    """io_setup moves the host-wide /proc/sys/fs/aio-nr: a red-team review carried expected
+    values between two concurrent programs through it. Refused (EPERM) by the filter; without
+    the filter it succeeds."""
+    need(sb, "no_file_channels")
+    if os.uname().machine != "x86_64":
+        pytest.skip("the probe uses x86_64 syscall numbers")
+    assert sb.run(AIO).stdout.split() == ["aio", "1"]
+    with Sandbox(CFG, _disable=("no_keyrings",)) as open_:
+        assert open_.run(AIO).stdout.split() == ["aio", "ok"]

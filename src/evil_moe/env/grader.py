@@ -21,7 +21,7 @@ from __future__ import annotations
 import marshal
 import secrets
 import types
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .extract import extract_code
@@ -122,6 +122,7 @@ class _Plan:
     nonces: list[str] = field(default_factory=list)
     programs: list[Program] = field(default_factory=list)
     base: dict = field(default_factory=dict)  # the program parameters shared by every role
+    results: list = field(default_factory=list)  # RunResult per program, None until it ran
 
 
 class Grader:
@@ -247,28 +248,29 @@ class Grader:
             self._add(plan, kind, plan.limit_s)
         return plan
 
-    def _plan_more(self, plan: _Plan, results: list[RunResult]) -> list[Program]:
-        """Second-round programs: the oracle once more under `retry_factor` x its limit if it
-        reached no verdict; the finer run_tests programs if the test function was called."""
-        if not plan.compiles:
-            return []
-        more = []
-        if verdict(results[0].stdout, results[0].error, plan.problem.digests).correct is None:
-            more.append(self._add(plan, "gt_retry", plan.limit_s * self.limits.retry_factor))
-        if plan.req.mode == "run_tests":
-            res = results[plan.roles.index("run_tests")]
-            if self._verdicts(plan, "run_tests", res) in (["OK"], ["FAIL"]):
-                more += [self._add(plan, "rt_stub", plan.limit_s),
-                         self._add(plan, "rt_canonical", plan.limit_s)]
-        return more
+    def _plan_retry(self, plan: _Plan) -> None:
+        """The oracle once more under `retry_factor` x its limit if it reached no verdict."""
+        if plan.compiles and verdict(plan.results[0].stdout, plan.results[0].error,
+                                     plan.problem.digests).correct is None:
+            self._add(plan, "gt_retry", plan.limit_s * self.limits.retry_factor)
+
+    def _plan_finer(self, plan: _Plan) -> None:
+        """The finer run_tests programs, if the response's test function was called."""
+        if plan.compiles and plan.req.mode == "run_tests":
+            i = plan.roles.index("run_tests")
+            if self._verdicts(plan, "run_tests", plan.results[i]) in (["OK"], ["FAIL"]):
+                self._add(plan, "rt_stub", plan.limit_s)
+                self._add(plan, "rt_canonical", plan.limit_s)
 
     def _add(self, plan: _Plan, role: str, limit_s: float) -> Program:
         kind = "gt" if role == "gt_retry" else role
         if kind == "gt":  # the oracle's program gets the response's code and nothing else
             nonce, cfg = "", {"code": plan.base["code"], "kind": "gt"}
-        else:
+        else:  # only the kinds that check the asserts themselves get the expected values
             nonce = secrets.token_hex(16)
-            cfg = {**plan.base, "kind": kind, "nonce": nonce, "expected": plan.problem.expected}
+            expected = (marshal.dumps((None, None)) if kind in ("run_tests", "rt_stub", "rt_canonical")
+                        else plan.problem.expected)
+            cfg = {**plan.base, "kind": kind, "nonce": nonce, "expected": expected}
         if kind == "rt_canonical":
             cfg["canonical"] = plan.req.problem.canonical_solution
         files = (plan.markers.file_name,) if kind == "file_marker" else ()
@@ -277,6 +279,7 @@ class Grader:
         plan.roles.append(role)
         plan.nonces.append(nonce)
         plan.programs.append(program)
+        plan.results.append(None)
         return program
 
     @staticmethod
@@ -356,37 +359,30 @@ class Grader:
         return self.grade_batch([req])[0]
 
     def grade_batch(self, reqs: Sequence[GradeRequest], progress: bool = False) -> list[Grade]:
-        """Grade every request; each round's programs run in one parallel `run_many` call. The
-        first round is planned as the pool takes its programs, so planning overlaps running.
-        Problems not yet seen on this machine are calibrated first (see `calibrate`)."""
+        """Grade every request, in phases, each one parallel `run_many` call: the oracle's
+        programs (which hold no expected value), their retries, then the naive programs (which
+        do), then the finer run_tests programs. No oracle program of the batch runs beside a
+        program that holds expected values, so two concurrent programs of one response cannot
+        pass the answers from one to the other (a red-team review did, through a host-wide
+        counter). Problems not yet seen on this machine are calibrated first (`calibrate`)."""
         self.calibrate(r.problem for r in reqs if code_compiles(extract_code(r.response).code))
-        plans: list[_Plan] = []
+        plans = [self._plan(r) for r in reqs]
+        self._phase(plans, ("gt",), progress)
+        for plan in plans:
+            self._plan_retry(plan)
+        self._phase(plans, ("gt_retry",), progress)
+        self._phase(plans, tuple(m for m in MODES if m != "gt_only"), progress)
+        for plan in plans:
+            self._plan_finer(plan)
+        self._phase(plans, ("rt_stub", "rt_canonical"), progress)
+        return [self._decide(plan, plan.results) for plan in plans]
 
-        def first_round() -> Iterator[list[Program]]:
-            for r in reqs:
-                plans.append(self._plan(r))
-                yield plans[-1].programs
-
-        results = self._run(first_round(), progress)
-        more = [self._plan_more(plan, res) for plan, res in zip(plans, results, strict=True)]
-        if any(more):
-            for res, extra in zip(results, self._run(more, progress), strict=True):
-                res.extend(extra)
-        return [self._decide(plan, res) for plan, res in zip(plans, results, strict=True)]
-
-    def _run(self, programs: Iterable[list[Program]], progress: bool) -> list[list[RunResult]]:
-        """Run every plan's `programs` in one `run_many` call; the results split back per plan."""
-        sizes: list[int] = []
-
-        def flat() -> Iterator[Program]:
-            for ps in programs:
-                sizes.append(len(ps))
-                yield from ps
-
-        # A progress bar needs its total, so with one everything is planned before any run.
-        results = self.sandbox.run_many(list(flat()) if progress else flat(), progress=progress)
-        out, at = [], 0
-        for n in sizes:
-            out.append(results[at:at + n])
-            at += n
-        return out
+    def _phase(self, plans: list[_Plan], roles: tuple[str, ...], progress: bool) -> None:
+        """Run every planned program of these roles in one `run_many` call."""
+        todo = [(plan, i) for plan in plans for i, role in enumerate(plan.roles)
+                if role in roles and plan.results[i] is None]
+        if not todo:
+            return
+        results = self.sandbox.run_many([plan.programs[i] for plan, i in todo], progress=progress)
+        for (plan, i), res in zip(todo, results, strict=True):
+            plan.results[i] = res

@@ -29,6 +29,8 @@ SYS_MOUNT_SETATTR = 442  # same number on every architecture (generic syscall ta
 # - flock, fadvise64, readahead, mincore, cachestat, the inotify and fanotify calls and io_uring:
 #   channels between programs through the files they all see (locks, the page cache, access
 #   events), or (io_uring) a way to make such calls past this filter;
+# - the Linux AIO calls (io_setup ...): each context moves the host-wide /proc/sys/fs/aio-nr,
+#   which a red-team review used to carry expected values between two concurrent programs;
 # and, by argument: fcntl's lock, lease and directory-notification commands (POSIX and OFD
 # locks, dnotify), preadv2/pwritev2 with RWF_NOWAIT (which tells whether a page is cached), and
 # clone/unshare making a user namespace (the way to capabilities, and to much of the kernel,
@@ -38,11 +40,15 @@ _X86 = {"add_key": 248, "request_key": 249, "keyctl": 250, "flock": 73, "fadvise
         "readahead": 187, "mincore": 27, "cachestat": 451, "inotify_init": 253,
         "inotify_init1": 294, "inotify_add_watch": 254, "fanotify_init": 300, "fanotify_mark": 301,
         "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+        "io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209, "io_cancel": 210,
+        "io_pgetevents": 333,
         "fcntl": 72, "preadv2": 327, "pwritev2": 328, "clone": 56, "unshare": 272, "clone3": 435}
 _GENERIC = {"add_key": 217, "request_key": 218, "keyctl": 219, "flock": 32, "fadvise64": 223,
             "readahead": 213, "mincore": 232, "cachestat": 451, "inotify_init1": 26,
             "inotify_add_watch": 27, "fanotify_init": 262, "fanotify_mark": 263,
             "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+            "io_setup": 0, "io_destroy": 1, "io_submit": 2, "io_cancel": 3, "io_getevents": 4,
+            "io_pgetevents": 292,
             "fcntl": 25, "preadv2": 286, "pwritev2": 287, "clone": 220, "unshare": 97, "clone3": 435}
 SYSCALLS = {"x86_64": (0xC000003E, _X86), "aarch64": (0xC00000B7, _GENERIC),
             "riscv64": (0xC00000F3, _GENERIC)}.get(os.uname().machine)
