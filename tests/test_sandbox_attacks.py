@@ -49,26 +49,26 @@ HOSTILE_NEIGHBOUR = prog("""
             while True: pass
     time.sleep(6)
 """, timeout_s=60.0)
-# a correct program: 0.3 s of CPU, after its neighbour's burners are running
+# a correct program: 0.3 s of CPU, after its neighbour's burners are running (alone it ends in
+# about 2.3 s, under its 3 s limit whether that is CPU or wall time)
 CORRECT = prog("""
     import time
-    time.sleep(0.5)
+    time.sleep(2.0)
     while time.process_time() < 0.3: pass
     print('done')
-""", timeout_s=1.0)
+""", timeout_s=3.0)
 
 
 def test_a_hostile_neighbour_cannot_make_a_correct_program_time_out(sb):
     """With the limit on its own CPU time, the correct program passes however much its
-    neighbour burns; under the benchmark's wall-clock rule (limit="wall") the same pair makes
-    it time out: the neighbour decided its label."""
+    neighbour burns."""
     need(sb, "cpu_limit")
     _, r = sb.run_many([HOSTILE_NEIGHBOUR, CORRECT])
     assert (r.error, r.returncode, r.stdout) == (None, 0, "done\n"), r
     assert 0.3 <= r.cpu_s < 1.0
-    with Sandbox(SandboxConfig(**{**CFG.__dict__, "limit": "wall"})) as wall:
-        _, r = wall.run_many([HOSTILE_NEIGHBOUR, CORRECT])
-    assert (r.error, r.stdout) == ("timeout", "")
+    # The breach under the wall-clock rule is shown at the grader's level
+    # (tests/test_oracle.py::test_a_hostile_neighbour_cannot_time_out_a_correct_solution): here it
+    # did not show reliably (the pair's timing on a loaded machine decides it).
 
 
 # ----------------------------------------------------------------------------- memory, processes
@@ -81,7 +81,7 @@ HOLD_100MB_IN_4_CHILDREN = prog("""
         if pid == 0:
             x = b'x' * (100 << 20)  # written: every page is charged
             os.write(w, b'+')
-            time.sleep(1.5)
+            time.sleep(4.0)  # long enough that all four overlap on a loaded machine
             os._exit(0)
         kids.append(pid)
     for pid in kids:
