@@ -334,8 +334,10 @@ def test_an_unreadable_cache_is_ignored_loudly(tmp_path, caplog):
 def test_a_hostile_neighbour_cannot_time_out_a_correct_solution(problems):
     """A program that starts 31 busy processes, each in a session of its own, beside a correct
     solution that needs about 1 s of CPU: the limit is on each program's own CPU time (all its
-    processes), so the neighbour still grades correct (before, with a wall-clock limit, it timed
-    out in 3 of 3 runs)."""
+    processes), so the neighbour still grades correct. Before, with a wall-clock limit and no
+    cgroups, it timed out in 3 of 3 runs (the campaign's measurement); with the cgroups each
+    program also gets a fair share of the CPU, so the breach no longer shows reliably even under
+    the wall-clock rule, and this test asserts only the containment."""
     p = problems[0]
     burner = ("import os\nfor _ in range(31):\n    if os.fork() == 0:\n        os.setsid()\n"
               "        while True:\n            pass\nimport time\ntime.sleep(6)\n" + wrong_solution(p))
@@ -347,8 +349,3 @@ def test_a_hostile_neighbour_cannot_time_out_a_correct_solution(problems):
         grades = g.grade_batch(reqs)
     assert [gr.gt_correct for gr in grades][1::2] == [True, True]
     assert True not in [gr.gt_correct for gr in grades][0::2]  # the burners: stopped, no verdict
-    # the same batch under the benchmark's wall-clock limit, with no retry: the breach
-    wall = SandboxConfig(timeout_s=3.0, workers=2, limit="wall")
-    with Grader(wall, LimitConfig(policy="fixed", retry_factor=1.0)) as g:
-        grades = g.grade_batch(reqs)
-    assert [gr.gt_correct for gr in grades][1::2] != [True, True]
