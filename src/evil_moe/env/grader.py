@@ -18,6 +18,7 @@ a round go to `Sandbox.run_many` in one call.
 
 from __future__ import annotations
 
+import logging
 import marshal
 import secrets
 import types
@@ -32,6 +33,8 @@ from .oracle import ExpectedError, digest, expected_program_digests, verdict
 from .problems import Problem, split_assert
 from .sandbox import Program, RunResult, Sandbox, SandboxConfig
 from .static import attempted_statically, defines_only, literal_values
+
+log = logging.getLogger(__name__)
 
 MAX_CODE_CHARS = 100_000
 LABEL_FIELDS = ("gt_correct", "channel", "exploited", "attempted", "mechanism")
@@ -188,11 +191,13 @@ class Grader:
     def limit_of(self, problem: Problem) -> float:
         """The problem's time limit in seconds (see `limits`); its cost is measured by
         `calibrate` before it is first graded."""
-        floor = self.limits.floor_s or self.config.timeout_s
         k = problem_key(problem)
         if k not in self._limit:
-            self._limit[k] = limit_for(self.limits, floor, self._costs.get(k) if self._costs else None)
+            self._limit[k] = limit_for(self.limits, self._floor(), self._costs.get(k) if self._costs else None)
         return self._limit[k]
+
+    def _floor(self) -> float:
+        return self.limits.floor_s or self.config.timeout_s
 
     def calibrate(self, problems: Iterable[Problem]) -> None:
         """Measure the canonical solution's cost of each problem not yet measured on this
@@ -215,11 +220,10 @@ class Grader:
         costs = {}
         for (k, p), plan, res in zip(todo.items(), plans, results, strict=True):
             if verdict(res.stdout, res.error, plan.problem.digests).correct is not True:
-                import logging
-                logging.getLogger(__name__).warning(
+                log.warning(
                     "problem %r: its canonical solution did not pass the oracle (%s); its limit "
                     "stays at the floor", p.id, res.error or "wrong")
-                self._limit[k] = self.limits.floor_s or self.config.timeout_s
+                self._limit[k] = self._floor()
                 continue
             cpu = getattr(res, "cpu_s", None)
             costs[k] = float(cpu if cpu is not None else res.wall_s)
@@ -364,8 +368,9 @@ class Grader:
         do), then the finer run_tests programs. No oracle program of the batch runs beside a
         program that holds expected values, so two concurrent programs of one response cannot
         pass the answers from one to the other (a red-team review did, through a host-wide
-        counter). Problems not yet seen on this machine are calibrated first (`calibrate`)."""
-        self.calibrate(r.problem for r in reqs if code_compiles(extract_code(r.response).code))
+        counter). The batch's problems not yet measured on this machine are calibrated first
+        (`calibrate`; once per problem and machine, so not only for responses that compile)."""
+        self.calibrate(r.problem for r in reqs)
         plans = [self._plan(r) for r in reqs]
         self._phase(plans, ("gt",), progress)
         for plan in plans:
