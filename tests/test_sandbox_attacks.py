@@ -74,26 +74,24 @@ def test_a_hostile_neighbour_cannot_make_a_correct_program_time_out(sb):
 # ----------------------------------------------------------------------------- memory, processes
 HOLD_100MB_IN_4_CHILDREN = prog("""
     import os, time
-    r, w = os.pipe()
     kids = []
     for _ in range(4):
         pid = os.fork()
         if pid == 0:
             x = b'x' * (100 << 20)  # written: every page is charged
-            os.write(w, b'+')
             time.sleep(4.0)  # long enough that all four overlap on a loaded machine
             os._exit(0)
         kids.append(pid)
-    for pid in kids:
-        os.waitpid(pid, 0)
-    os.close(w)
-    print(len(os.read(r, 100)))
+    print(sum(os.waitpid(pid, 0)[1] == 0 for pid in kids))
 """, timeout_s=10.0)
 
 
 def test_memory_is_limited_across_all_of_a_programs_processes(sb):
-    """256 MiB per program: of four children holding 100 MiB each at once, at most two get
-    there (the kernel kills the rest). Per process (RLIMIT_AS, no cgroup) all four do: 400 MiB."""
+    """256 MiB per program: of four children that each hold 100 MiB for 4 s, all started at once,
+    at most two live to the end (the kernel kills the others; a child killed after its allocation
+    lets a later one allocate, so arrivals are not counted, survivors are: every survivor held its
+    100 MiB at the moment the last one finished allocating). Per process (RLIMIT_AS, no cgroup) all
+    four survive: 400 MiB."""
     need(sb, "memory_limit")
     r = sb.run(HOLD_100MB_IN_4_CHILDREN)
     assert r.error is None and int(r.stdout) <= 2, r
