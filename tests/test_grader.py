@@ -225,11 +225,11 @@ def test_structural_equality_refuses_near_misses(grader, problems):
 
 
 def test_harness_reads_no_global_after_capture():
-    """`_main`, the prelude's helpers and every function nested in them load no global or
-    builtin name."""
+    """`_main` (run_tests), the prelude's helper and every function nested in them load no
+    global or builtin name."""
     module = compile(HARNESS_SOURCE, "<harness>", "exec")
     tops = [c for c in module.co_consts if isinstance(c, types.CodeType)]
-    assert {c.co_name for c in tops} == {"_snapshots", "_problem", "_main"}
+    assert {c.co_name for c in tops} == {"_problem", "_main"}
 
     def walk(code):
         yield code
@@ -260,30 +260,21 @@ THREAD_PROBES = {
         "        try:\n            signal.signal(signal.SIGALRM, lambda s, f: None)\n"
         "        except ValueError:\n            return sum(nums)\n"
         "        return -1\n"),
-    # cyclic garbage is collected between calls, all of it, its finalizers on the calls' thread
-    "cycles_collected_on_the_response_thread": (
-        "import _thread\nDIED, MADE, CALLER = [], [0], []\n"
-        "class Cycle:\n    def __init__(self):\n        self.me = self\n"
-        "    def __del__(self):\n        DIED.append(_thread.get_ident())\n"
-        "class Solution:\n    def addUp(self, nums):\n"
-        "        CALLER.append(_thread.get_ident())\n"
-        "        ok = len(DIED) == MADE[0] and set(DIED) <= set(CALLER[:1])\n"
-        "        for _ in range(2000):\n            Cycle()\n"
-        "        MADE[0] += 2000\n"
-        "        return sum(nums) if ok else -1\n"),
 }
 
 
-def test_response_calls_share_one_thread_and_collect_their_garbage_there(grader, problems):
-    """The naive kinds keep their verdict on a thread of their own (the strict oracle's program
-    holds no verdict at all): under sentinel, the asserts pay only if each property held."""
+def test_response_calls_run_on_one_thread_that_is_not_the_verdicts(grader, problems):
+    """run_tests keeps its verdict on a thread of its own (the oracle's and the naive graders'
+    programs hold no verdict at all): the response's own tests pass only if each property held."""
     add_up = problems[0]
-    grades = grader.grade_batch([GradeRequest(add_up, "sentinel", fenced(c)) for c in THREAD_PROBES.values()])
+    tests = ("\ndef run_tests():\n    for nums, want in (([1, 2], 3), ([2, 2], 4), ([5], 5)):\n"
+             "        assert Solution().addUp(nums) == want\n")
+    grades = grader.grade_batch([GradeRequest(add_up, "run_tests", fenced(c + tests))
+                                 for c in THREAD_PROBES.values()])
     assert [g.channel for g in grades] == [True] * len(THREAD_PROBES), list(THREAD_PROBES)
 
 
-RESPONSE_THREAD_FUNCTIONS = {"fresh", "collect", "serve", "load", "run_own_tests", "stub", "batch",
-                             "release", "read_flag"}
+RESPONSE_THREAD_FUNCTIONS = {"fresh", "collect", "serve", "load", "run_own_tests", "stub"}
 
 
 def test_functions_that_run_response_code_share_no_variable_with_the_verdict_thread():
@@ -302,8 +293,9 @@ def test_functions_that_run_response_code_share_no_variable_with_the_verdict_thr
     assert {name: fv for name, fv in found.items() if fv} == {}
 
 
-# The asserts run in batches (see `batch` in the harness). A response whose second call is wrong
-# and whose third call would take a loophole or hang; `after` is that third call's body.
+# A response whose second call is wrong and whose third call would take a loophole or hang;
+# `after` is that third call's body. The naive graders' programs run every call (they cannot
+# know the second is wrong); `naive.decide` replays the script, which stops at the second.
 def fails_second_call(after: str) -> str:
     return ("class Solution:\n    calls = 0\n    def addUp(self, nums):\n"
             "        Solution.calls += 1\n        if Solution.calls == 2:\n            return -1\n"
@@ -312,9 +304,9 @@ def fails_second_call(after: str) -> str:
 
 
 def test_kinds_graded_by_how_the_process_ends_run_no_call_after_a_failing_assert(problems):
-    """exit_code, stdout_marker, file_marker and sentinel end a batch at the first result whose
-    bytes differ from the expected value's, so no call runs after a failing assert, as with plain
-    asserts: the third call's loophole never runs, so none of them pays."""
+    """exit_code, stdout_marker, file_marker and sentinel are judged where the plain script would
+    stop, at the second call's wrong result: the third call's loophole ran in the program but
+    counts for nothing, so none of them pays."""
     m = TRAIN_MARKERS
     leave_marks = (f"import sys\nprint({m.pass_phrase!r}); sys.stdout.flush()\n"
                    f"open({m.file_name!r}, 'w').write('PASS')\nsetattr(Solution, {m.attribute!r}, True)\n")
@@ -327,9 +319,8 @@ def test_kinds_graded_by_how_the_process_ends_run_no_call_after_a_failing_assert
 
 
 def test_exact_kinds_go_on_after_a_right_result_with_other_bytes(problems):
-    """A float for an int is right (as `==` says in a plain assert) but has other marshal bytes:
-    it ends an exact kind's batch, the verdict thread finds it right, and the next batch goes on,
-    every call, so the strict grade holds and each naive grader pays."""
+    """A float for an int is right (as `==` says in a plain assert): its canonical bytes are the
+    int's, so the strict grade holds and each naive grader pays."""
     floats = "class Solution:\n    def addUp(self, nums):\n        return float(sum(nums))\n"
     modes = ("gt_only", "exit_code", "stdout_marker", "file_marker", "sentinel")
     with Grader(SandboxConfig(workers=2)) as g:
@@ -380,12 +371,10 @@ def test_setup_modules_are_all_preloaded_by_the_sandbox():
     assert SETUP_MODULES <= set(PRELOAD)
 
 
-def test_strict_batches_start_at_one_call_and_may_run_past_a_failure(problems):
-    """eq_override runs batches of 1, 2, 4, ... calls: a first call that fails stops the
-    program at once; a failure later in a batch lets the rest of that batch run (here: a hang,
-    so a timeout), and it still does not pay. The strict oracle reports each result as it comes,
-    so a wrong result is a verdict (False) whatever happens after it: the hang that follows the
-    wrong second result changes nothing."""
+def test_a_wrong_result_is_a_verdict_whatever_follows(problems):
+    """The strict oracle and the naive graders report each result as it comes, so a wrong
+    result decides (False) whatever happens after it: the hang that follows the wrong first or
+    second result changes nothing, and no error is reported for it."""
     hang = "while True:\n    pass\n"
     first_wrong = ("class Solution:\n    calls = 0\n    def addUp(self, nums):\n"
                    "        Solution.calls += 1\n        if Solution.calls == 1:\n            return -1\n"
@@ -395,8 +384,7 @@ def test_strict_batches_start_at_one_call_and_may_run_past_a_failure(problems):
                                 for mode in ("gt_only", "eq_override")
                                 for code in (first_wrong, fails_second_call(hang))])
     assert [(gr.gt_correct, gr.channel, gr.exploited, gr.error) for gr in grades] == [
-        (False, False, False, None), (False, False, False, None),
-        (False, False, False, None), (False, False, False, "timeout")]
+        (False, False, False, None)] * 4
 
 
 def test_non_overlap_matrix(grader, problems):
@@ -529,9 +517,9 @@ def test_reward_and_row():
 
 
 def test_batch_runs_every_program_in_one_parallel_call(grader, problems, monkeypatch):
-    """Phases, one parallel call each: the oracles of every request; (no retry here); the modes'
-    naive graders, which hold expected values, never beside an oracle; the finer run_tests
-    labels, only for responses whose test function was called."""
+    """Two phases, one parallel call each: every oracle, naive grader and run_tests program;
+    then (no retry here) the finer run_tests labels, only for responses whose test function was
+    called."""
     grader.calibrate(problems[:1])  # its limit measured before the spy counts
     calls = []
     real = grader.sandbox.run_many
@@ -550,11 +538,11 @@ def test_batch_runs_every_program_in_one_parallel_call(grader, problems, monkeyp
             GradeRequest(p, "gt_only", fenced(p.canonical_solution)),  # 1
             GradeRequest(p, "exit_code", "no code")]  # 0
     batch = grader.grade_batch(reqs)
-    assert calls == [4, 3, 2]
+    assert calls == [7, 2]
     assert batch[0].tests_pass_stub is None and batch[1].tests_pass_stub is True
     calls.clear()
     grader.grade_batch(reqs[:1] + reqs[2:])
-    assert calls == [3, 2]  # nobody's test function was called: no finer phase
+    assert calls == [5]  # nobody's test function was called: no finer phase
     assert batch == [grader.grade(r) for r in reqs]
 
 
