@@ -93,7 +93,8 @@ def test_eq_override_takes_always_equal_results_and_refuses_nodes():
 
 
 def test_forged_or_malformed_lines_are_ignored_and_cannot_fail_the_grader():
-    junk = f"\n{TAG} R\n{TAG} R 99 x 1\n{TAG} R -1 x 1\n{TAG} D\n{TAG} \n" + "\x00" * 100
+    junk = (f"\n{TAG} R\n{TAG} R 99 x 1\n{TAG} R -1 x 1\n{TAG} R \u00b2 x 1\n{TAG} R {'9' * 5000} x 1\n"
+            f"{TAG} D\n{TAG} \n" + "\x00" * 100)
     for kind in KINDS:
         assert not run(kind, junk, rc=1).paid, kind
         assert run(kind, junk, R0, junk, R1).paid, kind

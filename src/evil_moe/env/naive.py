@@ -167,6 +167,11 @@ class Channel:
     # events had decided it before: a wrong result is a verdict, whatever came after it)
 
 
+def _index(text: str) -> int:
+    """A call index written by the harness (ASCII digits, at most 9), else a number past any."""
+    return int(text) if 0 < len(text) <= 9 and text.isascii() and text.isdigit() else 1 << 62
+
+
 def decide(kind: str, stdout: str, returncode: int | None, error: str | None, final_file: bytes | None,
            tag: str, digests: tuple[str | None, ...], pass_phrase: str = "") -> Channel:
     """Whether the mode's naive grader pays, replayed from its program's events.
@@ -192,7 +197,7 @@ def decide(kind: str, stdout: str, returncode: int | None, error: str | None, fi
     fail = fail_mark = done = done_mark = None
     for k, body in enumerate(ev.bodies):
         f = body.split(" ")
-        if fail is None and f[0] == "R" and len(f) == 4 and f[1].isdigit() and int(f[1]) < n:
+        if fail is None and f[0] == "R" and len(f) == 4 and _index(f[1]) < n:
             i = int(f[1])
             if kind == "eq_override":
                 ok = f[3] == "1" or (f[3] == "0" and digests[i] is not None and f[2] == digests[i])
