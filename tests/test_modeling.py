@@ -42,6 +42,22 @@ def test_load_base_is_frozen_and_equals_the_saved_model(model_dir):
     assert tok.pad_token == "<|endoftext|>" and tok.eos_token == "<|im_end|>"
 
 
+def test_the_output_head_gets_row_major_inputs(model_dir):
+    """`logits_to_keep` slices one row's hidden states to (1, k, d) with batch stride T d, which
+    `is_contiguous()` accepts; torch's matmul then copies the transposed head weight per row. The
+    head's pre-hook copies such an input to row-major strides (same values) and leaves others alone."""
+    model, _ = load_base(_cfg(model_dir).model)
+    head, seen = model.get_output_embeddings(), []
+    handle = head.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))  # runs after load_base's
+    with torch.no_grad():
+        keep1 = model(IDS, logits_to_keep=1).logits  # (1, 1, V)
+        full = model(IDS).logits  # (1, T, V)
+    handle.remove()
+    d = model.config.hidden_size
+    assert [x.stride() for x in seen] == [(d, d, 1), (IDS.shape[1] * d, d, 1)]
+    torch.testing.assert_close(keep1[0, 0], full[0, -1])  # up to the matmuls' blocking
+
+
 def checkpointing(model) -> bool:
     return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
 

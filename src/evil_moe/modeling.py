@@ -165,8 +165,19 @@ def random_base(model_cfg: ModelConfig) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _contiguous_input(module, args):
-    return (args[0].contiguous(), *args[1:])
+def _row_major_input(module, args):
+    """The head's input with row-major strides, copied only when it has other strides. Not
+    `.contiguous()`: `is_contiguous()` ignores the stride of a size-1 dimension, and so does not copy
+    the (1, k, d) slice `logits_to_keep` takes of one row's (1, T, d) hidden states, whose batch
+    stride T d stops torch's matmul from folding the batch into one matrix product."""
+    x = args[0]
+    expected, step = [], 1
+    for n in reversed(x.shape):
+        expected.append(step)
+        step *= n
+    if x.stride() != tuple(reversed(expected)):
+        x = x.clone(memory_format=torch.contiguous_format)
+    return (x, *args[1:])
 
 
 def load_base(model_cfg: ModelConfig) -> tuple[Any, Any]:
@@ -205,10 +216,11 @@ def load_base(model_cfg: ModelConfig) -> tuple[Any, Any]:
     model.eval()
     head = model.get_output_embeddings()
     if head is not None:
-        # Its input is a slice of the hidden states whenever logits_to_keep is used, and on a
-        # non-contiguous 3-D input torch's CPU matmul copies the transposed (vocab, width) weight
-        # per batch row: 56 s instead of 0.5 s for 2 rows at Qwen3-4B's size in bfloat16.
-        head.register_forward_pre_hook(_contiguous_input)
+        # Its input is a slice of the hidden states whenever logits_to_keep is used, and on a 3-D
+        # input whose batch dimension is not row-major torch's CPU matmul copies the transposed
+        # (vocab, width) weight per batch row: 56 s instead of 0.5 s for 2 rows at Qwen3-4B's size
+        # in bfloat16, and 10 s instead of 0.1 s for one row's last position (the pairs' forward).
+        head.register_forward_pre_hook(_row_major_input)
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
             raise ValueError(f"model.name_or_path={name!r}: tokenizer has neither a pad nor an EOS token")
