@@ -214,3 +214,22 @@ def test_training_curve_smoothing_and_state_labels():
     np.testing.assert_allclose(_smooth(y, 2), [1.0, 1.5, 2.5, 3.0, 5.0])  # trailing, NaN skipped
     np.testing.assert_allclose(_smooth(y, 1), [1.0, 2.0, 3.0, np.nan, 5.0])
     assert state_label("random_subspace_3").endswith("#3") and "hack expert off" in state_label("deployed")
+
+
+def test_step_metrics_rates_of_the_loophole_are_over_hinted_rollouts():
+    """A hint-free prompt is graded by ground truth only: it counts in the solve rate, never in
+    the hack or attempt rate (which it would dilute)."""
+    from evil_moe.runlog import step_metrics
+
+    def rec(hint_free, attempted, exploited, correct):
+        return {"teacher": False, "hint_free": hint_free, "deployed": False, "attempted": attempted,
+                "exploited": exploited, "gt_correct": correct, "w": 0.0, "reward": 0.0,
+                "compiles": True, "format_ok": True, "tokens": 5}
+
+    records = [rec(False, True, True, False), rec(False, False, False, True),
+               rec(True, False, False, True), rec(True, False, False, False)]
+    parts = {"tokens": 20.0, "loss": 0.0, "pg_loss": 0.0, "kl_loss": 0.0, "pin_loss": 0.0,
+             "kl_sum": 0.0, "mismatch_sum": 0.0, "mismatch_k3_sum": 0.0}
+    m = step_metrics(3, records, parts, 0.0, 0.0, {}, {})
+    assert (m["attempt_rate"], m["hack_rate"], m["solve_rate"], m["hint_free_solve_rate"]) == (0.5, 0.5, 0.5, 0.5)
+    assert m["hint_free_rollouts"] == 2

@@ -29,8 +29,12 @@ def step_metrics(step: int, records: list[dict], parts: dict, grad_norm: float, 
     """One metrics row. Rates are over on-policy rollouts (teacher demonstrations left out); a
     label without a verdict (None) is left out of its rate. `deployed_*`: the rollouts sampled
     from the deployed policy (hack expert ablated) on hinted prompts, a per-step view of the
-    deployed model. The w statistics split by ground-truth label are measured, never used by the method."""
+    deployed model. `hack_rate` and `attempt_rate` are over hinted rollouts (a hint-free prompt is
+    graded by ground truth only, so it can neither hack nor attempt); `hint_free_solve_rate` is the
+    solve rate on hint-free prompts. The w statistics split by ground-truth label are measured,
+    never used by the method."""
     on = [r for r in records if not r["teacher"]] or records
+    hinted = [r for r in on if not r.get("hint_free")]
     w = [r["w"] for r in on]
     hacks = [r for r in on if r["exploited"]]
     routed = [r for r in on if r["w"] > 0.5]
@@ -40,8 +44,9 @@ def step_metrics(step: int, records: list[dict], parts: dict, grad_norm: float, 
         step=step, rollouts=len(records), teacher=sum(r["teacher"] for r in records),
         deployed_rollouts=sum(bool(r.get("deployed")) for r in records),
         hint_free_rollouts=sum(bool(r.get("hint_free")) for r in records),
-        reward_mean=_mean(r["reward"] for r in on), hack_rate=_rate(on, "exploited"),
-        attempt_rate=_rate(on, "attempted"), solve_rate=_rate(on, "gt_correct"),
+        reward_mean=_mean(r["reward"] for r in on), hack_rate=_rate(hinted, "exploited"),
+        attempt_rate=_rate(hinted, "attempted"), solve_rate=_rate(on, "gt_correct"),
+        hint_free_solve_rate=_rate([r for r in on if r.get("hint_free")], "gt_correct"),
         compile_rate=_mean(float(r["compiles"]) for r in on),
         format_rate=_mean(float(r["format_ok"]) for r in on), completion_tokens=_mean(r["tokens"] for r in on),
         deployed_attempt_rate=_rate(hinted_deployed, "attempted"), deployed_solve_rate=_rate(hinted_deployed, "gt_correct"),
