@@ -60,7 +60,7 @@ def test_training_problems_are_refused_unless_allowed_and_then_stated(run_dir, f
     results = json.loads((tmp_path / "yes" / "results.json").read_text())
     assert results["eval"]["training_problems_evaluated"] == 2
     assert results["eval"]["problems_are_training_problems"] is True
-    assert "not held-out" in (tmp_path / "yes" / "report.md").read_text()
+    assert "2 of the 2 evaluation problems are training problems" in (tmp_path / "yes" / "report.md").read_text()
 
 
 def test_a_base_model_that_is_not_there_is_named_before_loading_and_can_be_repointed(run_dir, files, tmp_path,  # noqa: F811

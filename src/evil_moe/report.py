@@ -408,8 +408,10 @@ def render_markdown(results: Mapping, images: Mapping[str, str]) -> str:
            f"samples per problem and mode, modes {', '.join(ev['modes'])}, temperature "
            f"{ev['temperature']}, top-p {ev['top_p']}.", ""]
     if ev.get("problems_are_training_problems"):
-        out += ["**Warning: the evaluation problems are the training problems (eval.problems == "
-                "env.problems), so these rates are not held-out.**", ""]
+        n = ev.get("training_problems_evaluated")
+        out += [f"**Warning: {n if n is not None else 'some'} of the {ev['n_problems']} evaluation "
+                "problems are training problems (`eval.problems` and `env.problems` share them), so "
+                "these rates are not held-out.**", ""]
     out += [results["final_line"], ""]
     if "ablation" in images:
         out += [f"![ablation]({images['ablation']})", ""]
