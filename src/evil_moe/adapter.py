@@ -26,9 +26,11 @@ over rollouts of per-rollout outer products.
 Cost: both blocks and the init correction are one rank-4r product (`stacked_factors`:
 B A - B0 A0 = B (A - A0) + (B - B0) A0), run in one autograd Function with a hand-written backward
 (2 matmuls forward, 4 backward), the work of a rank-4r LoRA; the tensors kept for backward are x
-(shared with the base layer) and one (B, T, 4r) bottleneck. Without autograd and routing (sampling,
-scoring) the layer runs the same two products directly, from factors stacked once per
-`ExpertAdapter.folded(False)` context.
+(shared with the base layer) and one (B, T, 4r) bottleneck. Without autograd (sampling, scoring)
+the layer runs the Function's forward products directly, routed or not, from factors stacked once
+per `ExpertAdapter.folded(False)` context. Gate 0 gives a rollout the deployed policy's forward
+(the quarantine block's columns of the bottleneck are zeroed, as ablating the block zeroes their
+factors), so one batch can hold rows of both policies.
 `benchmarks/bench_adapter.py` measures it against PEFT's rank-2r LoRA.
 """
 
@@ -217,9 +219,6 @@ class TwoExpertLoRALinear(nn.Module):
             if self.merged and st.gate is not None:
                 raise RuntimeError(f"{self.name}: routing is not possible on a merged adapter; unmerge first")
             return y
-        if st.gate is None and not torch.is_grad_enabled():  # no autograd: the same products, no Function
-            P, Q = self._stacked if self._stacked is not None else self.stacked()  # (4r, d_in), (d_out, 4r)
-            return y + ((x.to(P.dtype) @ P.T) @ Q.T).to(y.dtype)
         if st.gate is not None:
             if x.dim() != 3 or x.shape[0] != st.gate.shape[0]:
                 raise ValueError(f"{self.name}: routing has {st.gate.shape[0]} rollouts but input "
@@ -227,6 +226,12 @@ class TwoExpertLoRALinear(nn.Module):
             gate, keep = st.gate.to(self.A_dep.dtype), st.keep
         else:
             gate = keep = None
+        if not torch.is_grad_enabled():  # no autograd: the Function's forward products, without it
+            P, Q = self._stacked if self._stacked is not None else self.stacked()  # (4r, d_in), (d_out, 4r)
+            h = x.to(P.dtype) @ P.T  # (B, T, 4r)
+            if gate is not None:  # (routed sampling: gate 0 is the deployed policy's row)
+                h = h * _block_scale(gate, self.rank, deployed=False).repeat(1, 1, 2)  # (B, 1, 4r)
+            return y + (h @ Q.T).to(y.dtype)
         delta = _TwoBlockDelta.apply(x, self.A_dep, self.A_quar, self.B_dep, self.B_quar,
                                      self.A0, self.B0, gate, keep, self.scaling)  # (B, T, d_out)
         return y + delta.to(y.dtype)

@@ -14,6 +14,7 @@ would have to move a cumulative probability across a uniform draw to change a to
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import tempfile
@@ -204,20 +205,35 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
 
 
 def _rollout(tokenizer: Any, pi: int, si: int, prompt: list[int], generated: list[int],
-             eos: set[int]) -> Rollout:
+             eos: set[int], deployed: bool = False) -> Rollout:
     """Cut `generated` after its first EOS (the rest is padding)."""
     cut = next((t + 1 for t, tok in enumerate(generated) if tok in eos), None)
     completion = generated if cut is None else generated[:cut]
     return Rollout(pi, si, list(prompt), completion,
-                   tokenizer.decode(completion, skip_special_tokens=True), cut is not None)
+                   tokenizer.decode(completion, skip_special_tokens=True), cut is not None, deployed)
+
+
+def generate_apart(generator, prompt_ids: Sequence[Sequence[int]], n: int, seed: int,
+                   prompt_indices: Sequence[int] | None, first_sample: int, n_deployed: int) -> list[list[Rollout]]:
+    """`generator.generate(..., n_deployed)` for a backend whose weights hold one policy per call
+    (merged, or vLLM's LoRA): the as-trained samples in one call, the last `n_deployed` of each
+    prompt in another, inside `adapter.ablate_quarantine()`."""
+    n_trained, adapter = n - n_deployed, generator.policy.adapter
+    groups = (generator.generate(prompt_ids, n_trained, seed, prompt_indices, first_sample) if n_trained
+              else [[] for _ in prompt_ids])
+    with adapter.ablate_quarantine():
+        tail = generator.generate(prompt_ids, n_deployed, seed, prompt_indices, first_sample + n_trained)
+    return [g + [dataclasses.replace(r, deployed=True) for r in t] for g, t in zip(groups, tail, strict=True)]
 
 
 def _check_request(prompt_ids: Sequence[Sequence[int]], n: int,
-                   prompt_indices: Sequence[int] | None, first_sample: int = 0) -> list[int]:
+                   prompt_indices: Sequence[int] | None, first_sample: int = 0, n_deployed: int = 0) -> list[int]:
     if n < 1:
         raise ValueError(f"generate: n must be >= 1, got {n}")
     if first_sample < 0:
         raise ValueError(f"generate: first_sample must be >= 0, got {first_sample}")
+    if not 0 <= n_deployed <= n:
+        raise ValueError(f"generate: n_deployed must be in [0, n={n}], got {n_deployed}")
     indices = list(range(len(prompt_ids))) if prompt_indices is None else list(prompt_indices)
     if len(indices) != len(prompt_ids):
         raise ValueError(f"generate: {len(prompt_ids)} prompts but {len(indices)} prompt_indices")
@@ -244,27 +260,39 @@ class HFGenerator:
 
     @torch.no_grad()
     def generate(self, prompt_ids: Sequence[Sequence[int]], n: int, seed: int,
-                 prompt_indices: Sequence[int] | None = None, first_sample: int = 0) -> list[list[Rollout]]:
+                 prompt_indices: Sequence[int] | None = None, first_sample: int = 0,
+                 n_deployed: int = 0) -> list[list[Rollout]]:
         """`n` samples per prompt: result[i][j] is sample first_sample + j of prompt i.
 
         `prompt_indices` (default 0..P-1) are the prompts' global indices: the samples of a prompt
         depend only on (seed, its index, the sample index), the model and the config, so shards of
         a data-parallel run reproduce a single-process run when they pass global indices.
-        Samples come from the model as it is: inside `adapter.ablate_quarantine()`, the deployed policy.
+        Samples come from the model as it is (inside `adapter.ablate_quarantine()`, the deployed
+        policy), except the last `n_deployed` of each prompt, which come from the deployed policy
+        (`Rollout.deployed`): in the same batches, with the hack expert's gate at 0 on their rows,
+        or, with `merge_adapter`, in calls of their own on the ablated adapter (`generate_apart`).
         """
-        indices = _check_request(prompt_ids, n, prompt_indices, first_sample)
+        indices = _check_request(prompt_ids, n, prompt_indices, first_sample, n_deployed)
+        if n_deployed and self.cfg.merge_adapter:  # merged weights hold one policy
+            return generate_apart(self, prompt_ids, n, seed, prompt_indices, first_sample, n_deployed)
         rows = [(i, s) for i in range(len(prompt_ids)) for s in range(first_sample, first_sample + n)]
+        first_deployed = first_sample + n - n_deployed
         generated: dict[tuple[int, int], list[int]] = {}
         for start in range(0, len(rows), self.cfg.batch_size):
             chunk = rows[start: start + self.cfg.batch_size]
+            gates = [float(s < first_deployed) for _, s in chunk] if n_deployed else None
             seqs = self._generate_rows([list(prompt_ids[i]) for i, _ in chunk],
-                                       [row_seed(seed, indices[i], s) for i, s in chunk])
+                                       [row_seed(seed, indices[i], s) for i, s in chunk], gates)
             generated.update(zip(chunk, seqs, strict=True))
         eos = set(self.eos)
-        return [[_rollout(self.policy.tokenizer, indices[i], s, list(prompt_ids[i]), generated[(i, s)], eos)
-                 for s in range(first_sample, first_sample + n)] for i in range(len(prompt_ids))]
+        return [[_rollout(self.policy.tokenizer, indices[i], s, list(prompt_ids[i]), generated[(i, s)], eos,
+                          s >= first_deployed) for s in range(first_sample, first_sample + n)]
+                for i in range(len(prompt_ids))]
 
-    def _generate_rows(self, prompts: list[list[int]], seeds: list[int]) -> list[list[int]]:
+    def _generate_rows(self, prompts: list[list[int]], seeds: list[int],
+                       gates: list[float] | None = None) -> list[list[int]]:
+        """Generated ids of each row; `gates` (per row, 1 or 0): the hack expert's gate, 0 on the
+        deployed policy's rows (None: no routing, the model as it is)."""
         model, tok, device = self.policy.model, self.policy.tokenizer, self.policy.device
         P = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), P), tok.pad_token_id, dtype=torch.long)  # (B, P) left-padded
@@ -279,7 +307,10 @@ class HFGenerator:
         model.generation_config = GenerationConfig(eos_token_id=self.eos, pad_token_id=tok.pad_token_id)
         model.eval()
         try:
-            with self.policy.adapter.folded(self.cfg.merge_adapter):  # one dense delta per module
+            adapter = self.policy.adapter
+            gate = None if gates is None else torch.tensor(gates, device=device)  # (B,)
+            with adapter.folded(self.cfg.merge_adapter), \
+                    (contextlib.nullcontext() if gate is None else adapter.routing(gate, torch.ones_like(gate))):
                 out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                                      generation_config=gen_cfg,
                                      logits_processor=LogitsProcessorList([sampler]))  # (B, P + T)
@@ -358,11 +389,16 @@ class VLLMGenerator:
         save_file(tensors, out_dir / "adapter_model.safetensors", metadata={"format": "pt"})
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], n: int, seed: int,
-                 prompt_indices: Sequence[int] | None = None, first_sample: int = 0) -> list[list[Rollout]]:
+                 prompt_indices: Sequence[int] | None = None, first_sample: int = 0,
+                 n_deployed: int = 0) -> list[list[Rollout]]:
+        """As `HFGenerator.generate`; the last `n_deployed` samples come from calls of their own
+        (`generate_apart`), the LoRA of one call being one policy."""
         from vllm import SamplingParams, TokensPrompt
         from vllm.lora.request import LoRARequest
 
-        indices = _check_request(prompt_ids, n, prompt_indices, first_sample)
+        indices = _check_request(prompt_ids, n, prompt_indices, first_sample, n_deployed)
+        if n_deployed:
+            return generate_apart(self, prompt_ids, n, seed, prompt_indices, first_sample, n_deployed)
         self._version += 1
         lora_dir = self._tmp / f"lora_{self._version}"
         self._write_lora(lora_dir)

@@ -29,7 +29,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +181,7 @@ class Trainer:
     def sample(self, step: int | None = None) -> StepRollouts:
         """This process's prompts of the step and their completions: samples 0 .. G - n_dep - 1 of each
         prompt from the as-trained policy (both experts on), the last n_dep from the deployed policy
-        (hack expert ablated; `Rollout.deployed`)."""
+        (hack expert off; `Rollout.deployed`), in one `generate` request (`HFGenerator.generate`)."""
         step = self.step_index if step is None else step
         P_local = self.cfg.grpo.prompts_per_step // self.dist.world_size
         G, n_dep = self.cfg.grpo.group_size, self.n_deployed()
@@ -192,11 +192,7 @@ class Trainer:
         modes = ["gt_only" if s in free else self.mode_of(i) for (i, _), s in zip(mine, slots, strict=True)]
         prompt_ids = [self._prompt_ids(i, mode) for (i, _), mode in zip(mine, modes, strict=True)]
         seed = step_seed(self.cfg.run.seed, step)
-        groups = self.generator.generate(prompt_ids, G - n_dep, seed, prompt_indices=slots)
-        if n_dep:
-            with self.policy.adapter.ablate_quarantine():
-                deployed = self.generator.generate(prompt_ids, n_dep, seed, prompt_indices=slots, first_sample=G - n_dep)
-            groups = [g + [replace(r, deployed=True) for r in d] for g, d in zip(groups, deployed, strict=True)]
+        groups = self.generator.generate(prompt_ids, G, seed, prompt_indices=slots, n_deployed=n_dep)
         rollouts, teacher = [], []
         for (_, demo), slot, ids, group in zip(mine, slots, prompt_ids, groups, strict=True):
             if demo is not None:
