@@ -98,6 +98,13 @@ E = [digest(6), digest([1, 2])]
 
 @pytest.mark.parametrize("stdout, error, want", [
     (f"R 0 {E[0]}\nR 1 {E[1]}\nD\n", None, (True, "pass")),
+    # what the program can do to itself is a verdict: a signal the sandbox did not send, a
+    # MemoryError of its own (the status tag; returncode 1); the kernel's OOM kill (-9) is not
+    (f"R 0 {E[0]}\n", "crash", (False, "crashed")),
+    (f"R 0 {E[0]}\n", ("memory", 1), (False, "raised MemoryError")),
+    (f"R 0 {E[0]}\n", ("memory", -9), (None, "memory")),
+    (f"R 0 {E[0]}\n", "worker_died", (None, "worker_died")),
+    (f"R 0 {E[0]}\n", "wall_timeout", (None, "wall_timeout")),
     (f"R 0 {E[0]}\nR 1 {E[0]}\n", None, (False, "wrong result 1")),
     (f"R 0 {E[0]}\nE 1\n", None, (False, "call 1 raised")),
     ("L\n", None, (False, "load raised")),
@@ -109,10 +116,11 @@ E = [digest(6), digest([1, 2])]
     # noise is ignored, a repeated right line counts once, an index past the end is ignored
     (f"PASS 2\nOK\nR 9 {E[0]}\nR 0 {E[0]}\nR 0 {E[0]}\nR 0\nR x y\n" + "junk\n" * 1000, None,
      (False, "ended early")),
-], ids=["pass", "wrong", "raised", "load", "early", "timeout", "wrong-then-timeout", "flood", "X",
+], ids=["pass", "crash", "own-memory-error", "oom-kill", "worker-died", "wall", "wrong", "raised", "load", "early", "timeout", "wrong-then-timeout", "flood", "X",
      "noise"])
 def test_verdict(stdout, error, want):
-    v = verdict(stdout, error, E)
+    error, returncode = error if isinstance(error, tuple) else (error, None)
+    v = verdict(stdout, error, E, returncode)
     assert (v.correct, v.reason) == want
 
 

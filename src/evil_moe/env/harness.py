@@ -17,9 +17,11 @@ Kinds of program (`cfg["kind"]`):
 - ``gt``: the strict oracle (`oracle._gt`).
 - ``eq_override``, ``exit_code``, ``stdout_marker``, ``sentinel``, ``file_marker``: the modes'
   naive graders (`naive._naive`), each replayed outside from its events.
-- ``run_tests`` / ``rt_stub`` / ``rt_canonical`` (`_main`): one shared namespace (as the
-  benchmark), then the response's own test function is called with the response's Solution, a
-  stub whose method returns None, or the canonical Solution. Verdict ``<nonce> OK`` if it raised
+- ``run_tests`` / ``rt_stub`` (`_main`): one shared namespace (as the benchmark), then the
+  response's own test function is called with the response's Solution, or with a stub whose
+  method returns None. (No program runs response code beside the canonical solution: its tests
+  could compute the right answers there and carry them, through the page cache, to a later
+  oracle program; a red-team review did.) Verdict ``<nonce> OK`` if it raised
   nothing, ``FAIL`` if it raised, ``MISSING`` if there is no such function, ``ERROR`` if loading
   raised. `_main` takes every builtin, function and type it needs as default arguments and
   locals *before* any response code runs, and then reads no global name at all (tests check its
@@ -63,7 +65,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
           _th=__import__("_thread"), _gc=__import__("gc"), _marshal=__import__("marshal"),
           _binascii=__import__("binascii")):
     # ---- capture: trusted references, taken before any response code runs
-    _type, _exec, _compile, _getattr = _B.type, _B.exec, _B.compile, _B.getattr
+    _type, _exec, _getattr = _B.type, _B.exec, _B.getattr
     _callable, _isinstance = _B.callable, _B.isinstance
     _BaseException, _AssertionError = _B.BaseException, _B.AssertionError
     _dict, _list = _B.dict, _B.list
@@ -82,9 +84,6 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     _gc_set_threshold(0)
     cfg = _marshal_loads(_b64decode(cfg))  # see `program_source`
     kind, nonce, marker = cfg["kind"], cfg["nonce"], cfg["marker"]
-    # rt_canonical runs the canonical solution after the response loaded: it gets builtins as
-    # they were before any response code ran
-    pristine = _dict(_B.__dict__) if kind == "rt_canonical" else None
     setup, calls, ready = problem  # see `_problem`
     out_fd = _dup(1)  # the response's own output goes nowhere; only the harness writes the verdict
     null = _osopen(_devnull, _os.O_WRONLY)
@@ -176,13 +175,12 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
         return (fresh("solution"), []) if ready is None else (ready[0], [ready[1]])
 
     # ---- the benchmark's run_tests: one shared namespace, the response's own test function
-    method, canonical = cfg["method"], cfg.get("canonical")
+    method = cfg["method"]
 
     called = [False]
 
-    def run_own_tests(ns, helpers, load=load, kind=kind, method=method, canonical=canonical,
-                      marker=marker, called=called, pristine=pristine, setup=setup, _exec=_exec,
-                      _compile=_compile, _dict_get=_dict_get, _isinstance=_isinstance, _type=_type,
+    def run_own_tests(ns, helpers, load=load, kind=kind, method=method, marker=marker,
+                      called=called, _dict_get=_dict_get, _isinstance=_isinstance, _type=_type,
                       _callable=_callable, _getattr=_getattr):
         load(ns, helpers)
         base = _dict_get(ns, "Solution")
@@ -192,12 +190,6 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
             def stub(self, *args, **kwargs):
                 return None
             ns["Solution"] = _type("Solution", (base,) if base else (), {method: stub})
-        elif kind == "rt_canonical":
-            c_ns = {"__name__": "canonical", "__builtins__": pristine}
-            _exec(setup, c_ns)
-            _exec(_compile(canonical, "<canonical>", "exec", dont_inherit=True), c_ns)
-            canon = c_ns["Solution"]
-            ns["Solution"] = _type("Solution", (canon, base) if base else (canon,), {})
         fn = _dict_get(ns, marker)
         if not _callable(fn):
             cls = _dict_get(ns, "Solution")
@@ -245,7 +237,7 @@ def prelude(setup: bytes, calls: bytes, once: bool) -> str:
 
 
 PROGRAMS = {"gt": "_gt", **{k: "_naive" for k in NAIVE_KINDS},
-            **{k: "_main" for k in ("run_tests", "rt_stub", "rt_canonical")}}
+            **{k: "_main" for k in ("run_tests", "rt_stub")}}
 
 
 def program_source(cfg: dict) -> str:

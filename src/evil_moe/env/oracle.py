@@ -193,15 +193,19 @@ class Verdict:
 _LINE = re.compile(r"R (\d{1,9}) ([0-9a-f]{64}|X)|E (\d{1,9})")
 
 
-def verdict(stdout: str, error: str | None, expected: Sequence[str | None]) -> Verdict:
+def verdict(stdout: str, error: str | None, expected: Sequence[str | None],
+            returncode: int | None = None) -> Verdict:
     """Judge one oracle program's output against the expected digests.
 
     False as soon as any line shows a wrong result, a raising call or a failed load (whatever
     happened later). True when every call's result matched. Otherwise the program ended without
-    all results: False if it ended by itself (as a script that exits before its asserts) or wrote
-    more than the output cap (the oracle's own lines are a few KiB), None (no verdict) if the
-    sandbox stopped it otherwise (`error`: timeout, wall_timeout, memory, crash, worker_died).
-    Reads each line at most once; malformed lines are ignored, so output cannot hurt the grader.
+    all results: False if it ended by itself (as a script that exits before its asserts), by a
+    signal the sandbox did not send (`crash`: it killed itself, or crashed), by a MemoryError of
+    its own (`memory` without the kernel's kill, `returncode` not -9: a claim the program can
+    make), or wrote more than the output cap (the oracle's own lines are a few KiB). None (no
+    verdict) only where a limit stopped it (`timeout`, `wall_timeout`, `memory` by the kernel's
+    OOM killer) or its worker died (`worker_died`). Reads each line at most once; malformed lines
+    are ignored, so output cannot hurt the grader.
     """
     n = len(expected)
     right = bytearray(n)
@@ -228,6 +232,10 @@ def verdict(stdout: str, error: str | None, expected: Sequence[str | None]) -> V
         return Verdict(False, "ended early")
     if error == "output_limit":  # the oracle's own lines are far below the cap: the response wrote it
         return Verdict(False, "output over the limit")
+    if error == "crash":  # a program cannot make itself a missing verdict
+        return Verdict(False, "crashed")
+    if error == "memory" and returncode != -9:
+        return Verdict(False, "raised MemoryError")
     return Verdict(None, error)
 
 
