@@ -61,6 +61,28 @@ def test_token_logprobs_chunking_changes_nothing(monkeypatch):
     assert torch.equal(token_logprobs(model, batch, temperature=0.7), whole)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_picked_log_softmax_equals_autograd_through_gather_and_logsumexp_bit_for_bit(dtype):
+    """The fused backward of `token_logprobs` gives autograd's gradient of the plain expression
+    bit for bit, signs of zero included (rows of zero incoming gradient: masked positions)."""
+    from evil_moe.grpo import _PickedLogSoftmax
+
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(4, 6, 50, generator=g) * 4).to(dtype).requires_grad_()  # (n, T, V)
+    targets = torch.randint(0, 50, (4, 6), generator=g)  # (n, T)
+    upstream = torch.randn(4, 6, generator=g)  # (n, T)
+    upstream[:, :2] = 0.0  # masked positions send no gradient
+    upstream[1, 3] = -0.0
+    z = logits.float() / 0.7
+    ref = z.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(z, dim=-1)
+    (ref_grad,) = torch.autograd.grad(ref, logits, upstream)
+    got = _PickedLogSoftmax.apply(logits, targets, 0.7)
+    (got_grad,) = torch.autograd.grad(got, logits, upstream)
+    bits = torch.int32 if dtype == torch.float32 else torch.int16
+    assert got.dtype == torch.float32 and torch.equal(got.view(torch.int32), ref.view(torch.int32))
+    assert got_grad.dtype == dtype and torch.equal(got_grad.view(bits), ref_grad.view(bits))
+
+
 def test_token_logprobs_refuses_rows_without_completion():
     batch = _batch()
     batch.completion_mask[2] = 0

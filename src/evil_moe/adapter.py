@@ -169,6 +169,7 @@ class _AdapterState:
 
     gate: Tensor | None = None
     keep: Tensor | None = None
+    columns: Tensor | None = None  # the no-grad forwards' (B, 1, 4r) column scale of gate, made at first use
     pool: PooledActivations | None = None
     enabled: bool = True
 
@@ -230,7 +231,9 @@ class TwoExpertLoRALinear(nn.Module):
             P, Q = self._stacked if self._stacked is not None else self.stacked()  # (4r, d_in), (d_out, 4r)
             h = x.to(P.dtype) @ P.T  # (B, T, 4r)
             if gate is not None:  # (routed sampling: gate 0 is the deployed policy's row)
-                h = h * _block_scale(gate, self.rank, deployed=False).repeat(1, 1, 2)  # (B, 1, 4r)
+                if st.columns is None or st.columns.dtype != gate.dtype:  # once for all layers and tokens
+                    st.columns = _block_scale(gate, self.rank, deployed=False).repeat(1, 1, 2)  # (B, 1, 4r)
+                h = h * st.columns
             return y + (h @ Q.T).to(y.dtype)
         delta = _TwoBlockDelta.apply(x, self.A_dep, self.A_quar, self.B_dep, self.B_quar,
                                      self.A0, self.B0, gate, keep, self.scaling)  # (B, T, d_out)
@@ -346,12 +349,12 @@ class ExpertAdapter:
         if self.merged:
             raise RuntimeError("routing is not possible on a merged adapter; unmerge first")
         st = self._state
-        previous = (st.gate, st.keep)
-        st.gate, st.keep = gate, keep.detach()
+        previous = (st.gate, st.keep, st.columns)
+        st.gate, st.keep, st.columns = gate, keep.detach(), None
         try:
             yield
         finally:
-            st.gate, st.keep = previous
+            st.gate, st.keep, st.columns = previous
 
     @contextlib.contextmanager
     def pooling(self, completion_mask: Tensor) -> Iterator[PooledActivations]:

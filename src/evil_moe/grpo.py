@@ -26,6 +26,32 @@ LOGIT_CHUNK = 1 << 25  # float32 logits made at once by `token_logprobs` (128 Mi
 # every chunk's copy is kept for the backward, so the cap bounds peak memory in no-grad calls only)
 
 
+class _PickedLogSoftmax(torch.autograd.Function):
+    """log_softmax(logits / temperature) at `targets`: (n, T, V), (n, T) -> (n, T), as
+    `z.gather(-1, targets) - logsumexp(z)` with z = logits.float() / temperature, and the backward
+    autograd derives from those operations, written as one: dL/dz = -g softmax(z) + g one_hot(targets),
+    built in one (n, T, V) buffer (no dense zeros for the gather's gradient, no second buffer to add
+    to it), then divided by the temperature. The same floating-point operations on the same values,
+    so the same gradient bit for bit (tests/test_grpo.py), with less allocation and memory traffic."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
+        z = logits.float() / temperature  # (n, T, V)
+        lse = torch.logsumexp(z, dim=-1)  # (n, T)
+        ctx.save_for_backward(z, lse, targets)
+        ctx.temperature, ctx.dtype = temperature, logits.dtype
+        return z.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse  # (n, T)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        z, lse, targets = ctx.saved_tensors
+        grad = (z - lse.unsqueeze(-1)).exp_()  # (n, T, V) softmax(z), as logsumexp's backward makes it
+        grad.mul_(-g.unsqueeze(-1))  # the gradient through -logsumexp
+        grad.scatter_add_(-1, targets.unsqueeze(-1), g.unsqueeze(-1))  # plus the gather's
+        grad.add_(0.0)  # -0.0 -> +0.0 where g is 0, as autograd's sum with the gather's zeros makes it
+        return grad.div_(ctx.temperature).to(ctx.dtype), None, None
+
+
 def token_logprobs(model: torch.nn.Module, batch, temperature: float = 1.0) -> Tensor:
     """Log-probability of each completion token of `batch` given the tokens before it.
 
@@ -48,9 +74,8 @@ def token_logprobs(model: torch.nn.Module, batch, temperature: float = 1.0) -> T
     rows_per_chunk = max(1, LOGIT_CHUNK // max(1, logits.shape[1] * logits.shape[2]))
     parts = []
     for start in range(0, N, rows_per_chunk):
-        z = logits[start: start + rows_per_chunk].float() / temperature  # (n, T-first, V)
-        picked = z.gather(-1, targets[start: start + rows_per_chunk].unsqueeze(-1)).squeeze(-1)  # (n, T-first)
-        parts.append(picked - torch.logsumexp(z, dim=-1))  # (n, T-first)
+        parts.append(_PickedLogSoftmax.apply(logits[start: start + rows_per_chunk],
+                                             targets[start: start + rows_per_chunk], temperature))  # (n, T-first)
     logp = torch.nn.functional.pad(torch.cat(parts), (first, 0))  # (N, T)
     return torch.where(mask.bool(), logp, torch.zeros((), dtype=logp.dtype))
 
