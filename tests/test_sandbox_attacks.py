@@ -71,6 +71,38 @@ def test_a_hostile_neighbour_cannot_make_a_correct_program_time_out(sb):
     # did not show reliably (the pair's timing on a loaded machine decides it).
 
 
+CPU_GROUP = prog("""
+    import os
+    def group():
+        for line in open("/proc/self/cgroup"):
+            num, ctrls, path = line.rstrip("\\n").split(":", 2)
+            if "cpu" in ctrls.split(","):
+                return path
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.setsid()  # a session of its own: outside a cgroup, an autogroup of its own
+        os.write(w, group().encode())
+        os._exit(0)
+    os.wait()
+    print(group(), os.read(r, 4096).decode())
+""")
+
+
+def test_every_process_of_a_program_shares_its_slots_cpu_group(sb):
+    """The scheduler's fair share is per slot: a program and the children it puts in sessions
+    of their own are in its slot's `cpu` cgroup (equal weight per slot), so a neighbour that
+    starts 30 busy processes, each in a session (an autogroup each on this host), gets one slot's
+    share, not 30 entities' worth. (Its effect on a neighbour's wall clock is timing, not tested
+    here: docs/sandbox.md has the measurement.)"""
+    need(sb, "cpu_share")
+    mine, child = sb.run(CPU_GROUP).stdout.split()
+    assert mine == child and mine.rsplit("/", 1)[-1].startswith("slot"), (mine, child)
+    with Sandbox(CFG, _disable=("cgroup_share",)) as loose:
+        assert not loose.isolation["cpu_share"] and loose.isolation["cpu_limit"]
+        mine, child = loose.run(CPU_GROUP).stdout.split()
+    assert not mine.rsplit("/", 1)[-1].startswith("slot")
+
+
 # ----------------------------------------------------------------------------- memory, processes
 HOLD_100MB_IN_4_CHILDREN = prog("""
     import os, time

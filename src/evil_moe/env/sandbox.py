@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .sandbox_cgroup import Cgroups
+from .sandbox_cgroup import RESOURCES, Cgroups
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL
 ISOLATION_KEYS = ("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
                   "ipc_namespace", "minimal_fs", "readonly_root", "private_tmp", "private_home",
                   "uid_drop", "no_keyrings", "no_file_channels", "pid_counter_reset",
-                  "process_limit", "cpu_limit", "memory_limit", "pids_limit")
+                  "process_limit", "cpu_limit", "memory_limit", "pids_limit", "cpu_share")
 # What full isolation means: everything above except the user namespace, which only a
 # non-root user needs (root gets the same from the other namespaces plus the uid drop), and the
 # per-program cgroup limits, which need root (or a delegated cgroup); those have their own
@@ -51,7 +51,7 @@ ISOLATION_KEYS = ("user_namespace", "mount_namespace", "pid_namespace", "net_nam
 REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "ipc_namespace", "minimal_fs",
             "readonly_root", "private_tmp", "private_home", "no_keyrings", "no_file_channels",
             "pid_counter_reset", "process_limit")
-LIMITS = ("cpu_limit", "memory_limit", "pids_limit")  # summed over all of a program's processes
+LIMITS = ("cpu_limit", "memory_limit", "pids_limit", "cpu_share")  # over all of a program's processes
 ERRORS = (None, "timeout", "wall_timeout", "memory", "output_limit", "crash", "worker_died")
 START_TIMEOUT_S = 60.0
 PRELUDE_SLOTS = 8  # preludes a worker keeps run (a GRPO step's problems); each costs every
@@ -284,7 +284,7 @@ class Sandbox:
         cg_notes: list[str] = []
         self._cgroups = None if "cgroups" in _disable else Cgroups.create(
             f"evil_moe_sandbox_{os.getpid()}_{next(_serial)}", config.workers, config.memory_mb,
-            config.max_processes, cg_notes)
+            config.max_processes, cg_notes, tuple(r for r in RESOURCES if f"cgroup_{r}" not in _disable))
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self.isolation: dict[str, bool] = {}
         started: list[_Worker] = []

@@ -9,9 +9,10 @@ reset (cgroup v1) or read as a baseline (v2) at each program's start, and the pr
 and memory are back to the template's leftovers once the previous program's processes are
 killed and reaped.
 
-This host mounts cgroup v1 `cpuacct`, `memory` and `pids` (and a v2 hierarchy with no
+This host mounts cgroup v1 `cpuacct`, `cpu`, `memory` and `pids` (and a v2 hierarchy with no
 controllers); a pure v2 host works the same way where the sandbox's own cgroup may enable
-`memory` and `pids` for its children. What is missing is reported, never silently skipped.
+`memory`, `pids` and `cpu` for its children. The `cpu` controller gives each slot an equal
+share of the CPUs (a group's default weight; no limit is written). What is missing is reported, never silently skipped.
 Standard library only: the worker loads this file by path.
 """
 
@@ -20,9 +21,13 @@ from __future__ import annotations
 import os
 import time
 
-RESOURCES = ("cpu", "memory", "pids")
-# cgroup v1 controller that serves each resource
-V1_CONTROLLER = {"cpu": "cpuacct", "memory": "memory", "pids": "pids"}
+RESOURCES = ("cpu", "memory", "pids", "share")
+# cgroup v1 controller that serves each resource: "cpu" is CPU time (accounting), "share" the
+# scheduler's fair share: each slot is one group of equal weight, so a program that starts many
+# processes (each in a session of its own, which would otherwise get an autogroup each) takes no
+# more of the CPUs than one neighbour with one process
+V1_CONTROLLER = {"cpu": "cpuacct", "memory": "memory", "pids": "pids", "share": "cpu"}
+V2_CONTROLLER = {"memory": "memory", "pids": "pids", "share": "cpu"}  # "cpu": none needed
 
 
 def _mounts() -> tuple[dict[str, str], str | None]:
@@ -72,13 +77,13 @@ class Cgroups:
 
     @classmethod
     def create(cls, tag: str, workers: int, memory_mb: int, max_processes: int,
-               notes: list[str]) -> Cgroups | None:
+               notes: list[str], resources: tuple[str, ...] = RESOURCES) -> Cgroups | None:
         """Make this sandbox's cgroups under the grader's own (so any limit on the grader holds
-        too); None, with a note per resource, where none can be made."""
+        too) for `resources`; None, with a note per resource, where none can be made."""
         v1_mounts, v2_mount = _mounts()
         v1_paths, v2_path = _own_paths()
         parents: dict[str, tuple[str, int]] = {}
-        for r in RESOURCES:
+        for r in resources:
             ctrl = V1_CONTROLLER[r]
             if ctrl in v1_mounts and ctrl in v1_paths:
                 base, version = v1_mounts[ctrl] + v1_paths[ctrl], 1
@@ -93,7 +98,7 @@ class Cgroups:
                 _sweep_stale(base)
                 os.makedirs(d, exist_ok=True)
                 if version == 2 and r != "cpu":
-                    _write(os.path.join(d, "cgroup.subtree_control"), f"+{r}")
+                    _write(os.path.join(d, "cgroup.subtree_control"), f"+{V2_CONTROLLER[r]}")
                 parents[r] = (d, version)
             except OSError as e:
                 notes.append(f"no cgroup for per-program {r} limits ({e})")
@@ -151,7 +156,7 @@ def _v2_has(d: str, r: str) -> bool:
         return os.path.exists(os.path.join(d, "cpu.stat"))
     try:
         with open(os.path.join(d, "cgroup.controllers")) as f:
-            return r in f.read().split()
+            return V2_CONTROLLER[r] in f.read().split()
     except OSError:
         return False
 

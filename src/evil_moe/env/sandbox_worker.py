@@ -536,6 +536,7 @@ def main() -> None:
     iso["cpu_limit"] = cg is not None and cg.cpu_fd is not None
     iso["memory_limit"] = cg is not None and "memory" in cg.has
     iso["pids_limit"] = cg is not None and "pids" in cg.has
+    iso["cpu_share"] = cg is not None and "share" in cg.has
     iso["pid_counter_reset"] = sandbox_isolation.pid_counter_fd is not None
     send(resp_fd, {"ready": True, "isolation": iso, "notes": notes})
     while (req := recv(req_fd)) is not None:
