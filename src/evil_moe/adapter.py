@@ -234,10 +234,10 @@ class TwoExpertLoRALinear(nn.Module):
                 if st.columns is None or st.columns.dtype != gate.dtype:  # once for all layers and tokens
                     st.columns = _block_scale(gate, self.rank, deployed=False).repeat(1, 1, 2)  # (B, 1, 4r)
                 h = h * st.columns
-            return y + (h @ Q.T).to(y.dtype)
+            return y.add_((h @ Q.T).to(y.dtype))
         delta = _TwoBlockDelta.apply(x, self.A_dep, self.A_quar, self.B_dep, self.B_quar,
                                      self.A0, self.B0, gate, keep, self.scaling)  # (B, T, d_out)
-        return y + delta.to(y.dtype)
+        return y.add_(delta.to(y.dtype))  # in place: y is the base layer's fresh output, its backward needs only x
 
     def stacked(self) -> tuple[Tensor, Tensor]:
         """`stacked_factors` of this layer's current values: (P (4r, d_in), Q (d_out, 4r))."""
