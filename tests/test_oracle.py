@@ -82,6 +82,21 @@ def test_values_without_canonical_bytes_never_match():
         assert digest(v) is None
 
 
+def test_nodes_compare_as_is_same_list_and_is_same_tree_do():
+    """A subtree reached twice (answers that share subtrees, as in "all possible full binary
+    trees") equals the same tree written out; a list node's extra `left` field, or a tree node's
+    `next`, is not compared (a red-team review found both graded wrong before)."""
+    leaf = TreeNode(0)
+    assert digest(TreeNode(0, leaf, leaf)) == digest(TreeNode(0, TreeNode(0), TreeNode(0)))
+    odd = chain(1, 2)
+    odd.left = TreeNode(5)
+    assert digest(odd) == digest(chain(1, 2))
+    t = TreeNode(1, TreeNode(2))
+    t.next = None
+    assert digest(t) == digest(TreeNode(1, TreeNode(2)))
+    assert digest(chain(1, 2)) != digest(chain(1, 2, cls=lambda v, n: TreeNode(v, n)))
+
+
 def test_deep_and_cyclic_nodes_need_no_recursion():
     head = chain(*range(100_000))
     assert digest(head) == digest(chain(*range(100_000)))

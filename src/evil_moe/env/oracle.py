@@ -15,8 +15,10 @@ holds for the value types the oracle accepts: numbers by value (bool, int and in
 are one kind: 1 == 1.0 == True), str, None, list and tuple (not interchangeable), maps (dict,
 defaultdict, OrderedDict, Counter: interchangeable, order-free), sets (set, frozenset:
 interchangeable, order-free), and plain `ListNode` / `TreeNode` objects by their val, next, left
-and right fields. Anything else (a subclass, another class, NaN, a value over 16 MiB of bytes)
-has no canonical bytes and never equals anything.
+and right fields (a ListNode by val and next, a TreeNode by val, left and right: the fields
+`is_same_list` and `is_same_tree` compare; a node reached twice is written twice, a cycle as a
+reference back along the path). Anything else (a subclass, another class, NaN, a value over
+16 MiB of bytes) has no canonical bytes and never equals anything.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ def _canon(x, _type=type, _int=int, _float=float, _bool=bool, _str=str, _list=li
     # container inside itself, over _limit bytes or over _steps parts has none.
     out = [[]]  # the parts of each open container; out[0] collects the root
     todo = [(0, x)]  # (0, value) to visit; (1, (tag, sort, id)) to close; (2, None) to open
-    nodes = {}  # id of a node already written -> its index (shared nodes and cycles)
-    inside = set()  # ids of the containers being written (a cycle through them has no form)
+    path = []  # ids of the nodes being written, outermost first (a cycle refers back along it)
+    inside = set()  # ids of the containers and nodes being written
     size = steps = 0
     while todo:
         steps += 1
@@ -61,6 +63,8 @@ def _canon(x, _type=type, _int=int, _float=float, _bool=bool, _str=str, _list=li
         if op == 1:
             parts = _list_pop(out)
             inside.discard(v[2])
+            if v[0][:1] == b"O":
+                _list_pop(path)
             if v[1]:
                 _list_sort(parts)
             b = v[0] + b"(" + _join([b"%d:" % _len(p) + p for p in parts]) + b")"
@@ -102,20 +106,21 @@ def _canon(x, _type=type, _int=int, _float=float, _bool=bool, _str=str, _list=li
                     _list_append(todo, (2, None))
                 continue
             elif _type(t) is _type and _tname(t) in ("ListNode", "TreeNode") and _len(_tmro(t)) == 2:
-                at = nodes.get(_id(v))
-                if at is not None:
-                    b = b"r%d" % at
-                else:
-                    nodes[_id(v)] = _len(nodes)
+                if _id(v) in inside:  # a cycle: how many nodes up the path it refers back
+                    b = b"r%d" % (_len(path) - path.index(_id(v)))
+                else:  # a node reached twice without a cycle is written twice, as a tree
                     try:
                         d = _oga(v, "__dict__")
                     except _BaseException:
                         return None
                     if _type(d) is not _dict:
                         return None
+                    inside.add(_id(v))
+                    _list_append(path, _id(v))
                     _list_append(out, [])
-                    _list_append(todo, (1, (b"O" + _encode(_tname(t)), False, None)))
-                    for f in ("right", "left", "next", "val"):
+                    _list_append(todo, (1, (b"O" + _encode(_tname(t)), False, _id(v))))
+                    fields = ("next", "val") if _tname(t) == "ListNode" else ("right", "left", "val")
+                    for f in fields:  # the fields is_same_list / is_same_tree compare
                         if f in d:
                             _list_append(todo, (1, (b"P", False, None)))
                             _list_append(todo, (0, d[f]))
