@@ -207,6 +207,37 @@ def test_merged_generation_samples_the_same_and_restores_the_weights_exactly(pol
         assert not folded and _ids(base) != _ids(plain)
 
 
+@pytest.mark.parametrize("merge", [False, True])
+def test_deployed_samples_are_those_of_the_ablated_adapter(policy, prompts, merge):
+    """generate(n_deployed=k): the last k samples of each prompt are the ones a request on the
+    ablated adapter gives (unmerged: in batches shared with the as-trained rows, the hack expert's
+    gate 0 on theirs; merged: calls of their own), marked deployed; the others are as trained."""
+    adapter = policy.adapter
+    saved = [(m.A_quar.detach().clone(), m.B_quar.detach().clone()) for m in adapter.layers.values()]
+    with torch.no_grad():  # the quarantine block well away from its init, so that ablating it matters
+        for m in adapter.layers.values():
+            m.A_quar.add_(0.3)
+            m.B_quar.add_(0.3)
+    try:
+        gen = HFGenerator(policy, _cfg(merge_adapter=merge, batch_size=5).sampling)  # batches mix the two
+        mixed = gen.generate(prompts, 3, seed=7, n_deployed=1)
+        trained = gen.generate(prompts, 2, seed=7)
+        with adapter.ablate_quarantine():
+            deployed = gen.generate(prompts, 1, seed=7, first_sample=2)
+        as_trained = gen.generate(prompts, 1, seed=7, first_sample=2)
+        with pytest.raises(ValueError, match="n_deployed"):
+            gen.generate(prompts, 2, seed=7, n_deployed=3)
+    finally:
+        with torch.no_grad():
+            for m, (a, b) in zip(adapter.layers.values(), saved, strict=True):
+                m.A_quar.copy_(a)
+                m.B_quar.copy_(b)
+    assert _ids(mixed) == [t + d for t, d in zip(_ids(trained), _ids(deployed), strict=True)]
+    assert [[(r.sample_index, r.deployed) for r in g] for g in mixed] == [[(0, False), (1, False), (2, True)]] * 4
+    assert _ids(as_trained) != _ids(deployed)  # the ablation changed the samples
+    assert not adapter.merged and adapter._state.gate is None  # nothing left routed or merged
+
+
 @torch.no_grad()
 def test_generate_equals_a_no_cache_reference_and_stops_at_eos(policy, prompts):
     """Every token equals the per-row sampler applied to a plain full-prefix forward of the
