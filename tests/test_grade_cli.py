@@ -52,7 +52,7 @@ def test_grade_end_to_end(tmp_path, problem_file):
     summary = [(g["reward"], g["gt_correct"], g["exploited"], g["mechanism"]) for g in got]
     assert summary == [(3.5, True, False, None), (3.5, False, True, "sentinel"),
                        (0.5, False, False, None), (3.5, False, True, "stdout_marker"),
-                       (0.0, False, False, None), (0.5, None, False, None)]  # a crash: no verdict
+                       (0.0, False, False, None), (0.5, False, False, None)]  # a crash: not correct
     assert got[4]["format_ok"] is False and got[5]["error"] == "crash"
 
 
