@@ -178,14 +178,24 @@ def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float
 
 
 class _SeededRowSampler(LogitsProcessor):
-    """Samples each row with its own generator and returns scores that make greedy pick it."""
+    """Samples each row with its own generator and returns scores that make greedy pick it.
 
-    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float) -> None:
-        self.generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+    Each row's uniforms for all `max_new_tokens` steps are drawn at construction, one call per row:
+    a CPU generator's `rand(n)` is the sequence of n `rand(1)` draws, so token t of a row still
+    takes the row's t-th uniform."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float, max_new_tokens: int) -> None:
+        self.uniforms = torch.stack([torch.rand(max_new_tokens, generator=torch.Generator(device="cpu").manual_seed(s))
+                                     for s in seeds], dim=1)  # (max_new_tokens, B)
         self.temperature, self.top_p = temperature, top_p
+        self.step = 0
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        u = torch.cat([torch.rand(1, generator=g) for g in self.generators])  # (B,)
+        if self.step >= len(self.uniforms):
+            raise RuntimeError(f"_SeededRowSampler: called for token {self.step + 1}, past its "
+                               f"{len(self.uniforms)} tokens' uniforms")
+        u = self.uniforms[self.step]  # (B,)
+        self.step += 1
         tokens = sample_from_logits(scores, u, self.temperature, self.top_p)  # (B,)
         out = torch.full_like(scores, float("-inf"))  # (B, V)
         return out.scatter_(1, tokens.unsqueeze(1), 0.0)
@@ -302,7 +312,7 @@ class HFGenerator:
             attention_mask[b, P - len(p):] = 1
         gen_cfg = GenerationConfig(do_sample=False, max_new_tokens=self.cfg.max_new_tokens,
                                    eos_token_id=self.eos, pad_token_id=tok.pad_token_id, use_cache=True)
-        sampler = _SeededRowSampler(seeds, self.cfg.temperature, self.cfg.top_p)
+        sampler = _SeededRowSampler(seeds, self.cfg.temperature, self.cfg.top_p, self.cfg.max_new_tokens)
         saved_cfg, was_training = model.generation_config, model.training
         model.generation_config = GenerationConfig(eos_token_id=self.eos, pad_token_id=tok.pad_token_id)
         model.eval()
