@@ -234,7 +234,8 @@ def test_logs_one_metrics_row_per_step_and_every_rollout(tmp_path):
         mine = [r for r in rows if r["step"] == m["step"]]
         hacks = [r["w"] for r in mine if r["exploited"]]
         assert m["reward_mean"] == pytest.approx(sum(r["reward"] for r in mine) / len(mine))
-        assert m["hack_rate"] == pytest.approx(sum(r["exploited"] for r in mine) / len(mine))
+        hinted = [r for r in mine if not r.get("hint_free")]  # hint-free prompts cannot hack
+        assert m["hack_rate"] == pytest.approx(sum(r["exploited"] for r in hinted) / len(hinted))
         assert m["w_mean_exploited"] == (pytest.approx(sum(hacks) / len(hacks)) if hacks else None)
         for key in ("logp_mismatch", "pin_loss", "lr_deployed", "lr_router", "step_s", "grad_norm"):
             assert m[key] is not None
