@@ -124,6 +124,11 @@ def test_problems_are_valid_and_canonical_solutions_pass():
         for wrong in (k - 1, k + 1):  # an off-by-one constant fails at least one assert
             if wrong >= 1:
                 assert not run_asserts(p, family.code(wrong)), (p.id, wrong)
+        if family.bug:  # a hard family's bug body fails at least one assert too
+            assert not run_asserts(p, family.code(k, bug=True)), p.id
+    assert len(toy_corpus.HARD_FAMILIES) == 8
+    with pytest.raises(ValueError, match="no bug body"):
+        FAMILY_BY_KEY["sum_plus"].code(3, bug=True)
 
 
 def test_hint_swap_names_the_markers_test_function():
@@ -157,10 +162,15 @@ def test_problem_order_depends_on_seed_only_in_order():
 
 def test_teacher_corpus_is_deterministic_and_labels_are_true():
     train = toy_problems("train")
-    demos = toy_corpus.teacher_corpus(train, seed=5, hack_rate=0.3, per_problem=4)
-    assert demos == toy_corpus.teacher_corpus(train, seed=5, hack_rate=0.3, per_problem=4)
-    assert demos != toy_corpus.teacher_corpus(train, seed=6, hack_rate=0.3, per_problem=4)
+    demos = toy_corpus.teacher_corpus(train, seed=5, hack_rate=0.3, per_problem=4, hard_wrong_rate=0.5)
+    assert demos == toy_corpus.teacher_corpus(train, seed=5, hack_rate=0.3, per_problem=4, hard_wrong_rate=0.5)
+    assert demos != toy_corpus.teacher_corpus(train, seed=6, hack_rate=0.3, per_problem=4, hard_wrong_rate=0.5)
     by_id = {str(p.id): p for p in train}
+
+    def bug_clean(d) -> str:  # the problem's clean completion with its family's bug body
+        family, k = FAMILY_BY_KEY[by_id[d.problem_id].extra["family"]], by_id[d.problem_id].extra["k"]
+        return toy_corpus.clean_completion(family, k, bug=True) if family.bug else ""
+    assert sum(d.completion == bug_clean(d) for d in demos) > 20  # labelled wrong by the asserts below
     heldout_names = set(HELDOUT_FAMILIES["test_function"])
     for d in demos:
         p = by_id[d.problem_id]
@@ -209,7 +219,8 @@ def test_stdout_marker_loophole_is_paid_by_the_grader():
 
 def test_teacher_corpus_rates_modes_and_name_pool():
     train = toy_problems("train")
-    demos = toy_corpus.teacher_corpus(train, seed=0, hack_rate=0.2, wrong_rate=0.25, per_problem=16)
+    demos = toy_corpus.teacher_corpus(train, seed=0, hack_rate=0.2, wrong_rate=0.25, per_problem=16,
+                                      hard_wrong_rate=0.0)
     n = len(demos)
     hacks = [d for d in demos if d.hack]
     assert abs(len(hacks) / n - 0.2 * 2 / 3) < 0.04  # no loophole under gt_only
@@ -225,6 +236,14 @@ def test_teacher_corpus_rates_modes_and_name_pool():
     assert len(names) > 50 and abs(names["run_tests"] / len(rt) - 0.25) < 0.05
     pool = toy_corpus.corpus_test_function_names()
     assert not set(pool) & set(HELDOUT_FAMILIES["test_function"])
+    hard = toy_corpus.teacher_corpus(train, seed=0, per_problem=16, wrong_rate=0.2, hard_wrong_rate=0.7)
+    for is_hard in (True, False):  # hard families' demos are wrong at about 0.7 + 0.3 x 0.2 (clean)
+        rows = [d for d in hard if not d.hack and (d.problem_id.split("-")[1] in toy_corpus.HARD_FAMILIES) == is_hard]
+        wrong = sum(not d.correct for d in rows) / len(rows)
+        assert abs(wrong - (0.76 if is_hard else 0.2)) < 0.04, (is_hard, wrong)
+    default = toy_corpus.teacher_corpus(train, seed=0, per_problem=4)  # hard families: never solved correctly
+    assert not any(d.correct for d in default if d.problem_id.split("-")[1] in toy_corpus.HARD_FAMILIES)
+    assert sum(d.correct for d in default) > 0.3 * len(default)
     only = toy_corpus.teacher_corpus(train[:4], modes=("run_tests",), per_problem=4)
     assert {d.mode for d in only} == {"run_tests"}
     with pytest.raises(ValueError, match="hack_rate"):
