@@ -222,7 +222,7 @@ def eval_completion_loss(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizer
 # ---------------------------------------------------------------------------------------------
 # The whole test bed on disk, for `evil-moe train --preset tiny-cpu` and `evil-moe demo`
 
-# 600 steps: at 400 the warm starts' held-out solve rate varied from 0.14 to 0.79 across seeds and
+# 600 steps: at 400 the warm starts' held-out solve rate varied from 0.14 to 0.47 across seeds and
 # hacking emerged under `none` in neither of two seeds (0.72, 0.65 after 22 GRPO steps); at 600 both
 # seeds' warm starts solved 0.43 (half the held-out problems are hard families) and `none` reached
 # 0.84 and 0.90 (README, issue 17, runs J and L).
