@@ -34,7 +34,7 @@ from .limits import CostCache, LimitConfig, limit_for, problem_key
 from .modes import MODES, TRAIN_MARKERS, Markers, check_mode
 from .naive import KINDS as NAIVE_KINDS
 from .naive import decide as decide_channel
-from .oracle import ExpectedError, digest, expected_program_digests, verdict
+from .oracle import ExpectedError, digest, expected_program_digests, stopped_by_limit, verdict
 from .problems import Problem, split_assert
 from .sandbox import Program, RunResult, Sandbox, SandboxConfig
 from .static import attempted_statically, defines_only, literal_values
@@ -42,6 +42,7 @@ from .static import attempted_statically, defines_only, literal_values
 log = logging.getLogger(__name__)
 
 MAX_CODE_CHARS = 100_000
+MAX_CODE_BYTES = 2 << 20  # the compiled code, marshalled
 RUN_TESTS_KINDS = ("run_tests", "rt_stub")
 LABEL_FIELDS = ("gt_correct", "channel", "exploited", "attempted", "mechanism")
 ROW_FIELDS = ("reward", "format_ok", "compiles", "gt_correct", "channel", "exploited",
@@ -92,13 +93,19 @@ def code_compiles(code: str) -> bool:
 
 def compile_response(code: str) -> types.CodeType | None:
     """The response's code compiled as the harness runs it, or None where `code_compiles` is
-    False. The programs get it marshalled, which they load faster than they compile."""
+    False: empty, over `MAX_CODE_CHARS`, refused by `compile()`, or compiled to something the
+    programs cannot be sent (too deeply nested for marshal, or over `MAX_CODE_BYTES` marshalled:
+    constant folding can turn 100,000 characters into 34 MiB, shipped in each of the row's
+    programs). The programs get it marshalled, which they load faster than they compile."""
     if not code.strip() or len(code) > MAX_CODE_CHARS:
         return None
     try:
-        return compile(code, "<solution>", "exec", dont_inherit=True, optimize=0)  # asserts kept, as in the worker
+        compiled = compile(code, "<solution>", "exec", dont_inherit=True, optimize=0)  # asserts kept, as in the worker
+        if len(marshal.dumps(compiled)) > MAX_CODE_BYTES:
+            return None
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError, SystemError):
         return None
+    return compiled
 
 
 def _marker(mode: str, m: Markers) -> str:
@@ -254,10 +261,10 @@ class Grader:
         return plan
 
     def _plan_retry(self, plan: _Plan) -> None:
-        """The oracle once more under `retry_factor` x its limit if it reached no verdict."""
+        """The oracle once more under `retry_factor` x its limit if a limit stopped it, whatever
+        it wrote before (`oracle.stopped_by_limit`: the retry must not depend on the digests)."""
         first = plan.results[0] if plan.compiles else None
-        if first is not None and verdict(first.stdout, first.error, plan.problem.digests,
-                                         first.returncode).correct is None:
+        if first is not None and stopped_by_limit(first.error, first.returncode):
             self._add(plan, "gt_retry", plan.limit_s * self.limits.retry_factor)
 
     def _plan_finer(self, plan: _Plan) -> None:
@@ -307,9 +314,11 @@ class Grader:
             _, verdicts, clean = by_role[role]
             return clean and verdicts == [expected]
 
-        gt_role = "gt_retry" if "gt_retry" in by_role else "gt"
-        gt_res = by_role[gt_role][0]
+        gt_res = by_role["gt"][0]  # its verdict stands; the retry's only where it reached none
         gt_correct = verdict(gt_res.stdout, gt_res.error, plan.problem.digests, gt_res.returncode).correct
+        if gt_correct is None and "gt_retry" in by_role:
+            gt_res = by_role["gt_retry"][0]
+            gt_correct = verdict(gt_res.stdout, gt_res.error, plan.problem.digests, gt_res.returncode).correct
         stub = None
         found = False  # run_tests: its test function was found and called
         if req.mode == "run_tests":

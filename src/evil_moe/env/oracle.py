@@ -195,6 +195,14 @@ class Verdict:
     # the sandbox's error for a missing verdict
 
 
+def stopped_by_limit(error: str | None, returncode: int | None) -> bool:
+    """Whether the sandbox stopped the program for a limit or lost its worker: what the timeout
+    rule retries, judged from the sandbox's report alone, never from what the program wrote (a
+    retry that depended on whether its lines matched the expected digests would tell a later
+    program whether its guess was right: a red-team review used that to forge `gt_correct`)."""
+    return error in ("timeout", "wall_timeout", "worker_died") or (error == "memory" and returncode == -9)
+
+
 _LINE = re.compile(r"R (\d{1,9}) ([0-9a-f]{64}|X)|E (\d{1,9})")
 
 
@@ -237,11 +245,11 @@ def verdict(stdout: str, error: str | None, expected: Sequence[str | None],
         return Verdict(False, "ended early")
     if error == "output_limit":  # the oracle's own lines are far below the cap: the response wrote it
         return Verdict(False, "output over the limit")
+    if stopped_by_limit(error, returncode):
+        return Verdict(None, error)
     if error == "crash":  # a program cannot make itself a missing verdict
         return Verdict(False, "crashed")
-    if error == "memory" and returncode != -9:
-        return Verdict(False, "raised MemoryError")
-    return Verdict(None, error)
+    return Verdict(False, "raised MemoryError" if error == "memory" else f"ended: {error}")
 
 
 _EXPECT_SCRIPT = r'''
