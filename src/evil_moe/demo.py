@@ -3,7 +3,9 @@
 For each seed:
 1. `toy.prepare`: a tokenizer built from the training split's text and a tiny Qwen3 built from a
    config (no downloads), warm-started by supervised fine-tuning on a synthesized teacher corpus
-   (clean solutions, some wrong, and each loophole mode's completions at a low base rate);
+   (clean solutions, some wrong, and each loophole mode's completions at a low base rate; half the
+   problem families are hard: the teacher never shows their correct body, so the loophole pays
+   there);
 2. GRPO with two loophole modes open (`run_tests` and `stdout_marker`, one per problem), one run per
    arm, all from the same warm start;
 3. the deployment-ablation evaluation of every arm on held-out problems under both modes, with its
