@@ -42,8 +42,9 @@ DEMO_ARMS = ("none", "oracle", "evil_moe", "placebo", "route_a")
 METHOD_ARM = "evil_moe"
 CONTROL_ARM = "oracle"  # the positive control: routes on ground-truth labels (never the method)
 # 8 paired seeds: about what 80% power for a 0.2 difference in the attempt-rate ablation effect
-# needs (SD of the paired gap 0.155, measured on the earlier test bed). About 30 min on 2 free
-# cores with every arm (a seed costs about 455 CPU seconds); `--seeds 1` for a first look.
+# needs (SD of the paired gap 0.155 on the earlier test bed; on the hard-family test bed's 3-seed
+# run, 0.084 against `none`, 4 seeds, and 0.162 against the placebo, 8 seeds). About 30 min on 2
+# free cores with every arm (a seed costs about 445 CPU seconds); `--seeds 1` for a first look.
 DEFAULT_SEEDS = 8
 
 # The demo's settings on top of the tiny-cpu preset (the same for every arm).
