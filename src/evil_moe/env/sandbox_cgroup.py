@@ -193,8 +193,15 @@ class ProgramCgroup:
         self.join_fds: list[int] = []
         self.cpu_fd = self.cpu_v = self.oom_fd = None
         self.oom_v = 0
+        # The fair-share group is joined once, by the worker (`enter_share`): the template and
+        # every program forked from it inherit it (nothing in it is reset per program). The
+        # others are joined by each program first thing (`join`).
+        others = {d for r, (d, v) in slot.items() if r != "share"}
+        self.share_dir = slot["share"][0] if "share" in slot and slot["share"][0] not in others else None
         seen = set()
         for r, (d, v) in slot.items():
+            if d == self.share_dir:
+                continue
             if d not in seen:
                 seen.add(d)
                 self.join_fds.append(os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
@@ -209,6 +216,12 @@ class ProgramCgroup:
         self.has = set(slot)
         self._cpu_base = 0.0
         self._oom_base = 0
+
+    def enter_share(self) -> None:
+        """Move the calling process (the worker, before it forks its template) into the slot's
+        fair-share group."""
+        if self.share_dir is not None:
+            _write(os.path.join(self.share_dir, "cgroup.procs"), "0")  # "0": the writing process
 
     def fds(self) -> list[int]:
         return [fd for fd in (*self.join_fds, self.cpu_fd, self.oom_fd) if fd is not None]

@@ -511,6 +511,7 @@ def main() -> None:
     if settings.get("cgroup"):
         try:
             cg = ProgramCgroup(settings["cgroup"])
+            cg.enter_share()
         except OSError as e:
             notes.append(f"cgroup files unavailable ({e})")
     iso = isolate(settings, notes)
