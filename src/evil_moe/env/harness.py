@@ -63,15 +63,14 @@ def _problem(setup, calls, once, _B=__import__("builtins"), _exec=exec, _dict=di
 
 def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__("sys"),
           _th=__import__("_thread"), _gc=__import__("gc"), _marshal=__import__("marshal"),
-          _binascii=__import__("binascii")):
+          _binascii=__import__("binascii"), _out=_out):
     # ---- capture: trusted references, taken before any response code runs
     _type, _exec, _getattr = _B.type, _B.exec, _B.getattr
     _callable, _isinstance = _B.callable, _B.isinstance
     _BaseException, _AssertionError = _B.BaseException, _B.AssertionError
     _dict, _list = _B.dict, _B.list
     _dict_get, _list_append = _dict.get, _list.append
-    _write, _exit, _dup, _dup2 = _os.write, _os._exit, _os.dup, _os.dup2
-    _osopen, _close, _devnull = _os.open, _os.close, _os.devnull
+    _write, _exit = _os.write, _os._exit
     _gettrace, _getprofile = _sys.gettrace, _sys.getprofile
     _start_thread, _new_lock = _th.start_new_thread, _th.allocate_lock
     _gc_disable, _gc_isenabled, _gc_collect = _gc.disable, _gc.isenabled, _gc.collect
@@ -85,11 +84,7 @@ def _main(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__
     cfg = _marshal_loads(_b64decode(cfg))  # see `program_source`
     kind, nonce, marker = cfg["kind"], cfg["nonce"], cfg["marker"]
     setup, calls, ready = problem  # see `_problem`
-    out_fd = _dup(1)  # the response's own output goes nowhere; only the harness writes the verdict
-    null = _osopen(_devnull, _os.O_WRONLY)
-    _dup2(null, 1)
-    _dup2(null, 2)
-    _close(null)
+    out_fd = _out(True)  # the response's own output goes nowhere; only the harness writes the verdict
 
     def report(text):
         _write(out_fd, (nonce + " " + text + "\n").encode())

@@ -45,28 +45,23 @@ KINDS = ("eq_override", "sentinel") + SCRIPT_KINDS
 EVENTS_LOST = 86  # the harness's exit status when its event pipe was swapped for another file
 
 NAIVE_SOURCE = r'''
-def _naive(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=__import__("sys"),
+def _naive(cfg, problem, _os=__import__("os"), _sys=__import__("sys"),
            _marshal=__import__("marshal"), _binascii=__import__("binascii"),
-           _sha=__import__("hashlib").sha256, _canon=_canon, _exec=exec, _eval=eval, _dict=dict,
+           _sha=__import__("hashlib").sha256, _canon=_canon, _out=_out, _load=_load, _eval=eval,
            _enumerate=enumerate, _getattr=getattr, _object=object, _BaseException=BaseException,
            _AssertionError=AssertionError):
     # A naive grader's program (see the naive module): events only, no expected value.
-    write, end, fstat, dup, dup2 = _os.write, _os._exit, _os.fstat, _os.dup, _os.dup2
+    write, end, fstat = _os.write, _os._exit, _os.fstat
     osopen, read, close = _os.open, _os.read, _os.close
     cfg = _marshal.loads(_binascii.a2b_base64(cfg))
     kind, marker = cfg["kind"], cfg["marker"]
     tag = b"\n" + cfg["nonce"].encode() + b" "
     script = kind in ("exit_code", "stdout_marker", "file_marker")
-    setup, calls, ready = problem  # see `_problem`
-    out = dup(1)
+    calls = problem[1]  # see `_problem`
+    out = _out(not script)  # the response's own output is kept for the script kinds only
     st = fstat(out)
     pipe = (st.st_dev, st.st_ino)
     flush = _sys.stdout.flush  # the response's prints reach the pipe before each event
-    if not script:  # the response's own output goes nowhere
-        null = osopen(_os.devnull, _os.O_WRONLY)
-        dup2(null, 1)
-        dup2(null, 2)
-        close(null)
     path = _os.getcwd() + "/" + marker if kind == "file_marker" else None
     O_READ = _os.O_RDONLY | _os.O_NONBLOCK
 
@@ -102,13 +97,8 @@ def _naive(cfg, problem, _B=__import__("builtins"), _os=__import__("os"), _sys=_
             pass
         return b"0"
 
-    ns, ev = ({"__name__": "solution", "__builtins__": _B.__dict__}, None) if ready is None else ready
     try:
-        if ev is None:
-            _exec(setup, ns)
-            ev = _dict(ns)
-        _exec(_marshal.loads(cfg["code"]), ns)
-        ev["Solution"] = ns.get("Solution")
+        ns, ev = _load(problem, _marshal.loads(cfg["code"]))  # `mark` reads its Solution
     except _BaseException:
         if script:
             raise  # as a plain script: the interpreter ends the process (sys.exit(0): status 0)

@@ -137,28 +137,44 @@ def _canon(x, _type=type, _int=int, _float=float, _bool=bool, _str=str, _list=li
 '''
 
 GT_SOURCE = r'''
-def _gt(cfg, problem, _B=__import__("builtins"), _os=__import__("os"),
-        _marshal=__import__("marshal"), _binascii=__import__("binascii"),
-        _sha=__import__("hashlib").sha256, _canon=_canon, _exec=exec, _eval=eval, _dict=dict,
-        _enumerate=enumerate, _BaseException=BaseException):
+def _out(silent, _os=__import__("os")):
+    # A descriptor on the program's stdout for its own lines; with `silent`, the response's
+    # output (fds 1 and 2) goes to /dev/null.
+    out = _os.dup(1)
+    if silent:
+        null = _os.open(_os.devnull, _os.O_WRONLY)
+        _os.dup2(null, 1)
+        _os.dup2(null, 2)
+        _os.close(null)
+    return out
+
+
+def _load(problem, code, _B=__import__("builtins"), _exec=exec, _dict=dict):
+    # The response's namespace and the calls' globals (the setup's helpers, as they stood before
+    # the response ran, plus its Solution), with the setup run where `_problem` did not (see
+    # it) and the response's compiled `code` run; raises whatever loading raised.
+    setup, calls, ready = problem
+    ns, ev = ({"__name__": "solution", "__builtins__": _B.__dict__}, None) if ready is None else ready
+    if ev is None:
+        _exec(setup, ns)
+        ev = _dict(ns)
+    _exec(code, ns)
+    ev["Solution"] = ns.get("Solution")
+    return ns, ev
+
+
+def _gt(cfg, problem, _os=__import__("os"), _marshal=__import__("marshal"),
+        _binascii=__import__("binascii"), _sha=__import__("hashlib").sha256, _canon=_canon,
+        _out=_out, _load=_load, _eval=eval, _enumerate=enumerate, _BaseException=BaseException):
     # The strict oracle's program: per call, "R <i> <sha256 of the result's canonical bytes>"
     # (X: none), "E <i>" if the call raised, "L" if loading the response raised, "D" at the end.
     # It holds nothing the response could use to forge a line but the problem's calls.
     write, end = _os.write, _os._exit
     cfg = _marshal.loads(_binascii.a2b_base64(cfg))
-    setup, calls, ready = problem  # see `_problem`
-    out = _os.dup(1)
-    null = _os.open(_os.devnull, _os.O_WRONLY)
-    _os.dup2(null, 1)
-    _os.dup2(null, 2)
-    _os.close(null)
-    ns, ev = ({"__name__": "solution", "__builtins__": _B.__dict__}, None) if ready is None else ready
+    calls = problem[1]  # see `_problem`
+    out = _out(True)
     try:
-        if ev is None:
-            _exec(setup, ns)
-            ev = _dict(ns)
-        _exec(_marshal.loads(cfg["code"]), ns)
-        ev["Solution"] = ns.get("Solution")
+        ns, ev = _load(problem, _marshal.loads(cfg["code"]))
     except _BaseException:
         write(out, b"L\n")
         end(0)
