@@ -87,25 +87,31 @@ class GradeRequest:
 
 
 def code_compiles(code: str) -> bool:
-    """Non-empty code under the size cap that `compile()` accepts (nothing is executed)."""
-    return compile_response(code) is not None
+    """Non-empty code under the size cap that `compile()` accepts and the programs can be sent
+    (see `marshalled_response`; nothing is executed)."""
+    return marshalled_response(code) is not None
 
 
-def compile_response(code: str) -> types.CodeType | None:
-    """The response's code compiled as the harness runs it, or None where `code_compiles` is
-    False: empty, over `MAX_CODE_CHARS`, refused by `compile()`, or compiled to something the
-    programs cannot be sent (too deeply nested for marshal, or over `MAX_CODE_BYTES` marshalled:
-    constant folding can turn 100,000 characters into 34 MiB, shipped in each of the row's
-    programs). The programs get it marshalled, which they load faster than they compile."""
+def marshalled_response(code: str) -> bytes | None:
+    """The response's code compiled as the harness runs it and marshalled, as the programs get
+    it (they load it faster than they compile it); None where it is empty, over
+    `MAX_CODE_CHARS`, refused by `compile()`, or cannot be sent: too deeply nested for marshal,
+    or over `MAX_CODE_BYTES` marshalled (constant folding can turn 100,000 characters into 34 MiB,
+    shipped in each of the row's programs)."""
     if not code.strip() or len(code) > MAX_CODE_CHARS:
         return None
     try:
         compiled = compile(code, "<solution>", "exec", dont_inherit=True, optimize=0)  # asserts kept, as in the worker
-        if len(marshal.dumps(compiled)) > MAX_CODE_BYTES:
-            return None
+        data = marshal.dumps(compiled)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError, SystemError):
         return None
-    return compiled
+    return data if len(data) <= MAX_CODE_BYTES else None
+
+
+def compile_response(code: str) -> types.CodeType | None:
+    """The code object the programs run (`marshalled_response`, loaded), or None."""
+    data = marshalled_response(code)
+    return None if data is None else marshal.loads(data)
 
 
 def _marker(mode: str, m: Markers) -> str:
@@ -221,8 +227,7 @@ class Grader:
         for p in todo.values():
             plan = _Plan(GradeRequest(p, "gt_only", ""), TRAIN_MARKERS, True, True)
             plan.problem = self.compiled(p)
-            code = compile_response(p.canonical_solution)
-            plan.base = {"code": marshal.dumps(code)}
+            plan.base = {"code": marshalled_response(p.canonical_solution)}
             self._add(plan, "gt", self.limits.calibration_s)
             plans.append(plan)
         results = self.sandbox.run_many([pl.programs[0] for pl in plans])
@@ -247,14 +252,14 @@ class Grader:
         check_mode(req.mode)
         markers = req.markers or TRAIN_MARKERS
         ex = extract_code(req.response)
-        code = compile_response(ex.code) if ex.format_ok else None
+        code = marshalled_response(ex.code) if ex.format_ok else None
         plan = _Plan(req, markers, ex.format_ok, code is not None, ex.code)
         if not plan.compiles:
             return plan
         p = req.problem
         plan.problem = self.compiled(p)
         plan.limit_s = self.limit_of(p)
-        plan.base = {"code": marshal.dumps(code), "marker": _marker(req.mode, markers),
+        plan.base = {"code": code, "marker": _marker(req.mode, markers),
                      "method": p.method_name}
         for kind in ["gt"] + ([] if req.mode == "gt_only" else [req.mode]):
             self._add(plan, kind, plan.limit_s)
