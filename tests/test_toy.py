@@ -293,6 +293,22 @@ def test_completion_loss_masks_the_prompt(tok):
         toy.warm_start(toy.build_tiny_qwen3(tok, hidden_size=32), tok, [], steps=1)
 
 
+def test_completion_loss_equals_the_loss_over_every_position(tok):
+    """completion_loss projects only from the first labelled position on: the same mean over the
+    completion tokens as projecting every position and masking."""
+    torch.manual_seed(0)
+    demos = toy_corpus.teacher_corpus(toy_problems("train")[:6], seed=0, per_problem=2)
+    input_ids, attention, labels = toy.collate(toy.encode_corpus(tok, demos), tok.pad_token_id)
+    model = toy.build_tiny_qwen3(tok, seed=0, hidden_size=32)
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
+        every = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                  labels[:, 1:].reshape(-1), ignore_index=-100)
+        assert torch.allclose(toy.completion_loss(model, input_ids, attention, labels), every, rtol=1e-5)
+        with pytest.raises(ValueError, match="no completion token"):
+            toy.completion_loss(model, input_ids, attention, torch.full_like(labels, -100))
+
+
 def test_training_modes_are_a_stable_balanced_pick_per_problem():
     from evil_moe.env.modes import mode_for_problem
 
