@@ -359,12 +359,19 @@ CHANNELS = prog("""
             raise OSError(ctypes.get_errno(), 'x')
     attempt('inotify', lambda: sys_call(294, 0))  # inotify_init1
     attempt('io_uring', lambda: sys_call(425, 1, ctypes.create_string_buffer(120)))
+    import mmap
+    m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    for name, advice in (('cold', 20), ('pageout', 21), ('hugepage', 14), ('collapse', 25)):
+        attempt(name, lambda: m.madvise(advice))
+    attempt('willneed', lambda: m.madvise(mmap.MADV_WILLNEED))
+    attempt('process_madvise', lambda: sys_call(440, -1, 0, 0, 0, 0))
 """)
 
 
 def test_lock_page_cache_and_watch_channels_are_refused(sb):
-    """flock, POSIX locks, fadvise (evicts a shared file's pages), preadv2 with RWF_NOWAIT
-    (tells whether a page is cached), dnotify and inotify (see other programs' reads) and io_uring (which
+    """flock, POSIX locks, fadvise (evicts a shared file's pages), madvise's MADV_COLD,
+    MADV_PAGEOUT (evict), MADV_HUGEPAGE and MADV_COLLAPSE (regroup cached pages), process_madvise,
+    preadv2 with RWF_NOWAIT (tells whether a page is cached), dnotify and inotify (see other programs' reads) and io_uring (which
     would do these past the filter) fail with EPERM; plain reads work. Without the filter the
     same calls succeed."""
     need(sb, "no_file_channels")
@@ -372,10 +379,12 @@ def test_lock_page_cache_and_watch_channels_are_refused(sb):
         pytest.skip("the probe uses x86_64 syscall numbers")
     lines = dict(line.split() for line in sb.run(CHANNELS).stdout.splitlines())
     assert lines == {"flock": "1", "lockf": "1", "fadvise": "1", "nowait": "1", "preadv": "ok",
-                     "dnotify": "1", "inotify": "1", "io_uring": "1"}
+                     "dnotify": "1", "inotify": "1", "io_uring": "1", "cold": "1", "pageout": "1",
+                     "hugepage": "1", "collapse": "1", "willneed": "ok", "process_madvise": "1"}
     with Sandbox(CFG, _disable=("no_keyrings",)) as open_:
         lines = dict(line.split() for line in open_.run(CHANNELS).stdout.splitlines())
-    assert lines["flock"] == lines["fadvise"] == lines["inotify"] == "ok"
+    assert lines["flock"] == lines["fadvise"] == lines["inotify"] == lines["pageout"] == "ok"
+    assert lines["process_madvise"] == "9"  # EBADF: the call itself exists
 
 
 def test_no_new_user_namespace_and_threads_and_processes_still_work(sb):

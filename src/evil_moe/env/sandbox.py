@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .sandbox_cgroup import RESOURCES, Cgroups
+from .sandbox_view import manifest
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,14 @@ WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL
 ISOLATION_KEYS = ("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
                   "ipc_namespace", "minimal_fs", "readonly_root", "private_tmp", "private_home",
                   "uid_drop", "no_keyrings", "no_file_channels", "pid_counter_reset",
-                  "process_limit", "cpu_limit", "memory_limit", "pids_limit", "cpu_share")
+                  "process_limit", "resident_view", "cpu_limit", "memory_limit", "pids_limit", "cpu_share")
 # What full isolation means: everything above except the user namespace, which only a
 # non-root user needs (root gets the same from the other namespaces plus the uid drop), and the
 # per-program cgroup limits, which need root (or a delegated cgroup); those have their own
 # warning and `SandboxConfig.require_limits`.
 REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "ipc_namespace", "minimal_fs",
             "readonly_root", "private_tmp", "private_home", "no_keyrings", "no_file_channels",
-            "pid_counter_reset", "process_limit")
+            "pid_counter_reset", "process_limit", "resident_view")
 LIMITS = ("cpu_limit", "memory_limit", "pids_limit", "cpu_share")  # over all of a program's processes
 ERRORS = (None, "timeout", "wall_timeout", "memory", "output_limit", "crash", "worker_died")
 START_TIMEOUT_S = 60.0
@@ -279,9 +280,14 @@ class Sandbox:
         self._closed = False
         self._host_dir = tempfile.mkdtemp(prefix="evil_moe_sandbox_")
         os.chmod(self._host_dir, 0o711)  # the dropped uid must reach its own dir when no private /tmp
-        self._settings = {**asdict(config), "host_dir": self._host_dir, "disable": list(_disable),
-                          "prelude_slots": PRELUDE_SLOTS}
         cg_notes: list[str] = []
+        try:
+            view = manifest()
+        except OSError as e:
+            view = None
+            cg_notes.append(f"no manifest of the programs' view ({e})")
+        self._settings = {**asdict(config), "host_dir": self._host_dir, "disable": list(_disable),
+                          "prelude_slots": PRELUDE_SLOTS, "view": view}
         self._cgroups = None if "cgroups" in _disable else Cgroups.create(
             f"evil_moe_sandbox_{os.getpid()}_{next(_serial)}", config.workers, config.memory_mb,
             config.max_processes, cg_notes, tuple(r for r in RESOURCES if f"cgroup_{r}" not in _disable))

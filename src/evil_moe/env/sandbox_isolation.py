@@ -14,6 +14,11 @@ import signal
 import stat
 import sys
 
+try:
+    from . import sandbox_view  # imported as part of the package
+except ImportError:
+    import sandbox_view  # loaded by path, beside the worker
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
@@ -29,30 +34,37 @@ SYS_MOUNT_SETATTR = 442  # same number on every architecture (generic syscall ta
 # - flock, fadvise64, readahead, mincore, cachestat, the inotify and fanotify calls and io_uring:
 #   channels between programs through the files they all see (locks, the page cache, access
 #   events), or (io_uring) a way to make such calls past this filter;
+# - sysinfo: host-wide free memory, load and process count (the counters of /proc, which the
+#   programs' /proc covers: HOST_COUNTERS);
 # - the Linux AIO calls (io_setup ...): each context moves the host-wide /proc/sys/fs/aio-nr,
 #   which a red-team review used to carry expected values between two concurrent programs;
 # and, by argument: fcntl's lock, lease and directory-notification commands (POSIX and OFD
-# locks, dnotify), preadv2/pwritev2 with RWF_NOWAIT (which tells whether a page is cached), and
-# clone/unshare making a user namespace (the way to capabilities, and to much of the kernel,
-# for a process without them). clone3 fails with ENOSYS (its flags are out of a filter's
+# locks, dnotify), madvise's MADV_COLD, MADV_PAGEOUT, MADV_HUGEPAGE and MADV_COLLAPSE (and
+# process_madvise, refused outright: ways to make the kernel drop cached pages or regroup them
+# into huge pages, which fault-around would show), preadv2/pwritev2 with RWF_NOWAIT (which tells
+# whether a page is cached), and clone/unshare making a user namespace (the way to
+# capabilities, and to much of the kernel, for a process without them). clone3 fails with ENOSYS (its flags are out of a filter's
 # reach); the C library then falls back to clone.
-_X86 = {"add_key": 248, "request_key": 249, "keyctl": 250, "flock": 73, "fadvise64": 221,
+_X86 = {"add_key": 248, "request_key": 249, "keyctl": 250, "sysinfo": 99, "flock": 73, "fadvise64": 221,
         "readahead": 187, "mincore": 27, "cachestat": 451, "inotify_init": 253,
         "inotify_init1": 294, "inotify_add_watch": 254, "fanotify_init": 300, "fanotify_mark": 301,
         "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
         "io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209, "io_cancel": 210,
         "io_pgetevents": 333,
-        "fcntl": 72, "preadv2": 327, "pwritev2": 328, "clone": 56, "unshare": 272, "clone3": 435}
-_GENERIC = {"add_key": 217, "request_key": 218, "keyctl": 219, "flock": 32, "fadvise64": 223,
+        "process_madvise": 440,
+        "fcntl": 72, "madvise": 28, "preadv2": 327, "pwritev2": 328, "clone": 56, "unshare": 272, "clone3": 435}
+_GENERIC = {"add_key": 217, "request_key": 218, "keyctl": 219, "sysinfo": 179, "flock": 32, "fadvise64": 223,
             "readahead": 213, "mincore": 232, "cachestat": 451, "inotify_init1": 26,
             "inotify_add_watch": 27, "fanotify_init": 262, "fanotify_mark": 263,
             "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
             "io_setup": 0, "io_destroy": 1, "io_submit": 2, "io_cancel": 3, "io_getevents": 4,
             "io_pgetevents": 292,
-            "fcntl": 25, "preadv2": 286, "pwritev2": 287, "clone": 220, "unshare": 97, "clone3": 435}
+            "process_madvise": 440,
+            "fcntl": 25, "madvise": 233, "preadv2": 286, "pwritev2": 287, "clone": 220, "unshare": 97, "clone3": 435}
 SYSCALLS = {"x86_64": (0xC000003E, _X86), "aarch64": (0xC00000B7, _GENERIC),
             "riscv64": (0xC00000F3, _GENERIC)}.get(os.uname().machine)
 FCNTL_REFUSED = (5, 6, 7, 36, 37, 38, 1024, 1026)  # F_GETLK F_SETLK F_SETLKW F_OFD_* F_SETLEASE F_NOTIFY
+MADV_REFUSED = (14, 20, 21, 25)  # MADV_HUGEPAGE, MADV_COLD, MADV_PAGEOUT, MADV_COLLAPSE
 RWF_NOWAIT = 0x8
 CLONE_NEWUSER_FLAG = 0x10000000
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
@@ -108,24 +120,27 @@ class _SockFprog(ctypes.Structure):
 
 def _filter() -> _SockFprog:
     """The seccomp program (see SYSCALLS): EPERM for the refused calls, for fcntl's lock
-    commands, for preadv2/pwritev2 with RWF_NOWAIT, for a new user namespace, and for every
+    commands, for madvise's MADV_REFUSED, for preadv2/pwritev2 with RWF_NOWAIT, for a new user namespace, and for every
     syscall of another ABI (32-bit or x32 calls would have other numbers); ENOSYS for clone3;
     everything else is allowed."""
     arch, nrs = SYSCALLS
     LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JGE, JSET, RET|K
     allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
-    by_argument = ("fcntl", "preadv2", "pwritev2", "clone", "unshare", "clone3")
+    by_argument = ("fcntl", "madvise", "preadv2", "pwritev2", "clone", "unshare", "clone3")
     refused = [nr for name, nr in nrs.items() if name not in by_argument]
     # (code, jump-if-true label, jump-if-false label, k); labels resolve to relative offsets
     prog: list = [(LD, None, None, 4), (JEQ, None, "deny", arch),  # seccomp_data.arch
                   (LD, None, None, 0), (JGE, "deny", None, 0x40000000)]  # .nr; x32: deny
     prog += [(JEQ, "deny", None, nr) for nr in refused]
-    prog += [(JEQ, "fcntl", None, nrs["fcntl"]), (JEQ, "rwf", None, nrs["preadv2"]),
+    prog += [(JEQ, "fcntl", None, nrs["fcntl"]), (JEQ, "madvise", None, nrs["madvise"]),
+             (JEQ, "rwf", None, nrs["preadv2"]),
              (JEQ, "rwf", None, nrs["pwritev2"]), (JEQ, "clone", None, nrs["clone"]),
              (JEQ, "clone", None, nrs["unshare"]), (JEQ, "nosys", None, nrs["clone3"]),
              (RET, None, None, allow)]
     prog += ["fcntl", (LD, None, None, 16 + 8 * 1)]  # args[1] (low half, little-endian): cmd
     prog += [(JEQ, "deny", None, cmd) for cmd in FCNTL_REFUSED] + [(RET, None, None, allow)]
+    prog += ["madvise", (LD, None, None, 16 + 8 * 2)]  # args[2]: advice
+    prog += [(JEQ, "deny", None, a) for a in MADV_REFUSED] + [(RET, None, None, allow)]
     prog += ["rwf", (LD, None, None, 16 + 8 * 5), (JSET, "deny", None, RWF_NOWAIT),  # args[5]: flags
              (RET, None, None, allow)]
     prog += ["clone", (LD, None, None, 16), (JSET, "deny", None, CLONE_NEWUSER_FLAG),  # args[0]: flags
@@ -190,7 +205,8 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
     root = os.geteuid() == 0
     iso = dict.fromkeys(("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
                          "ipc_namespace", "minimal_fs", "readonly_root", "private_tmp",
-                         "private_home", "uid_drop", "no_keyrings", "no_file_channels"),
+                         "private_home", "uid_drop", "no_keyrings", "no_file_channels",
+                         "resident_view"),
                         False)
     wanted = [(CLONE_NEWNS, "mount_namespace"), (CLONE_NEWPID, "pid_namespace"),
               (CLONE_NEWNET, "net_namespace"), (CLONE_NEWIPC, "ipc_namespace")]
@@ -239,8 +255,13 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
         try:
             if "minimal_fs" in disabled:
                 raise OSError(errno.EPERM, "disabled")
-            minimal_root(settings["host_dir"], iso["pid_namespace"], settings["file_size_mb"])
-            iso.update(minimal_fs=True, readonly_root=True, private_home=True, private_tmp=True)
+            pinned = minimal_root(settings["host_dir"], settings.get("view"), iso["pid_namespace"],
+                                  settings["file_size_mb"], "resident_view" not in disabled)
+            iso.update(minimal_fs=True, readonly_root=True, private_home=True, private_tmp=True,
+                       resident_view=pinned is not None)
+            if pinned is not None and pinned[2]:
+                notes.append(f"the view's {pinned[0]} files ({pinned[1] >> 20} MiB) are mapped, not "
+                             f"locked ({pinned[2]}): host-wide memory pressure could evict their pages")
         except OSError as e:
             notes.append(f"minimal file-system view unavailable ({e}); the host's is used, read-only")
             _host_root_view(settings, iso, notes)
@@ -319,50 +340,46 @@ def fresh_scratch(path: str, file_size_mb: int) -> None:
     _scratch_mount(path, file_size_mb)
 
 
-# What a program sees besides the interpreter's own directories: the system's libraries and
-# tools (read-only), the loader's cache and the time zone. No home, no /work, no /mnt, /opt,
-# /srv, /var, /run or /sys; /etc holds only these files.
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
+# What a program sees: the view's manifest (`sandbox_view.manifest`: the interpreter, the standard
+# library, the libraries they load, a few commands, the loader's cache and the time zone), a
+# private /dev with DEV_NODES, this pid namespace's /proc and private scratch. No home, no /work,
+# no site-packages, no /usr beyond those files, no /var, /run or /sys.
 DEV_NODES = ("null", "zero", "random", "urandom")
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41}.get(os.uname().machine)
 MNT_DETACH = 2
-MS_RDONLY = 0x1
+MS_RDONLY, MS_REMOUNT = 0x1, 0x20
 pid_counter_fd: int | None = None  # this pid namespace's ns_last_pid, open for writing (see minimal_root)
 
 
-def minimal_root(new: str, own_proc: bool, file_size_mb: int) -> None:
-    """Make `new` (an existing empty directory) this mount namespace's root, holding only what
-    the interpreter needs, read-only: SYSTEM_DIRS, ETC_FILES and the interpreter's directories
-    bound from the host; a private /dev with DEV_NODES only (no pty: no ptmx, no pts); a fresh
-    /proc (this pid namespace's, if `own_proc`); empty private tmpfs on /tmp, /var/tmp and
-    /dev/shm. The old root is detached, so no other host path (data, sockets) is reachable."""
+def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int,
+                 pin_pages: bool) -> tuple[int, int, str | None] | None:
+    """Make `new` (an existing empty directory) this mount namespace's root, holding only the
+    view's manifest (`sandbox_view`), read-only; a private /dev with DEV_NODES only (no pty: no
+    ptmx, no pts); a fresh /proc (this pid namespace's, if `own_proc`); empty private tmpfs on
+    /tmp, /var/tmp and /dev/shm. The old root is detached, so no other host path (data, sockets)
+    is reachable. The files this process has mapped are in the view too. With `pin_pages`, every
+    file of the view is pinned in memory (`sandbox_view.pin`) and the result returned."""
     if SYS_PIVOT_ROOT is None:
         raise OSError(errno.ENOSYS, f"no pivot_root number for {os.uname().machine}")
+    if not view:
+        raise OSError(errno.ENOENT, "no manifest of the view")
     _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")
 
-    def bind(src: str) -> None:
-        dst = new + src
-        if os.path.islink(src):
-            if not os.path.lexists(dst):
-                os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
-                os.symlink(os.readlink(src), dst)
-            return
-        if os.path.isdir(src):
-            os.makedirs(dst, mode=0o755, exist_ok=True)
-        elif os.path.isfile(src):
-            os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
-            open(dst, "w").close()
-        else:
-            return
+    def bind(src: str, dst: str) -> None:
         _mount(src, dst, None, MS_BIND | MS_REC, None)
 
-    for d in SYSTEM_DIRS + ETC_FILES:
-        bind(d)
-    for d in _python_dirs(resolved=False):
-        if not any(d == s or d.startswith(s + "/") for s in SYSTEM_DIRS) and not os.path.lexists(new + d):
-            bind(d)
-    os.makedirs(new + "/dev", mode=0o755)
+    def under(path: str, dirs: list[str]) -> bool:
+        return any(path == d or path.startswith(d + "/") for d in dirs)
+
+    for tree in view["trees"]:
+        sandbox_view.place(new, tree, bind)
+    for mask in view["masks"]:  # the left-out parts of the standard library: an empty directory
+        _mount("tmpfs", new + mask, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,nr_inodes=64,mode=0755")
+    # and what this process has mapped (its programs inherit the mappings: the C library's
+    # locale, say): every file a program has mapped is one it can open, and is pinned below
+    for path in view["files"] + sandbox_view.mapped_files():
+        sandbox_view.place(new, path, bind, lambda p: under(p, view["trees"]) and not under(p, view["masks"]))
+    os.makedirs(new + "/dev", mode=0o755, exist_ok=True)
     _mount("tmpfs", new + "/dev", "tmpfs", MS_NOSUID, "size=64k,nr_inodes=64,mode=0755")
     for node in DEV_NODES:
         open(f"{new}/dev/{node}", "w").close()
@@ -372,6 +389,10 @@ def minimal_root(new: str, own_proc: bool, file_size_mb: int) -> None:
         os.symlink(target, f"{new}/dev/{name}")
     for d in ("/dev/shm", "/proc", "/tmp", "/var/tmp"):
         os.makedirs(new + d, mode=0o755, exist_ok=True)
+    pinned = None
+    if pin_pages:  # before the scratch and /proc mounts, while the host's paths still resolve
+        files = sandbox_view.view_files(new, skip=tuple(new + d for d in ("/dev", "/proc", *SCRATCH)))
+        pinned = sandbox_view.pin(files)
     if not own_proc:
         _mount("/proc", new + "/proc", None, MS_BIND | MS_REC, None)
     _readonly_tree(new)  # the root, the binds and /dev; the scratch mounts below stay writable
@@ -389,11 +410,33 @@ def minimal_root(new: str, own_proc: bool, file_size_mb: int) -> None:
         # hidepid=2: under a uid of its own a program does not see the template's process
         # (its counters would be a channel from earlier programs)
         _mount("proc", new + "/proc", "proc", flags | MS_RDONLY, "hidepid=2")
+        _mask_host_counters(new + "/proc")
     _scratch(new, file_size_mb)
     os.chdir(new)
     _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), b".", b"."), "pivot_root")
     _check(_libc.umount2(b".", ctypes.c_int(MNT_DETACH)), "umount old root")
     os.chdir("/")
+    return pinned
+
+
+# Host-wide counters in /proc that move with what programs do (memory, processes, open files,
+# dentries, CPU time, pressure): one program can set them and a concurrent or later one read
+# them. Each is covered by an empty file (or directory) in the programs' /proc.
+HOST_COUNTERS = ("meminfo", "stat", "loadavg", "vmstat", "zoneinfo", "buddyinfo", "pagetypeinfo",
+                 "slabinfo", "schedstat", "softirqs", "interrupts", "diskstats", "uptime",
+                 "swaps", "locks", "key-users", "vmallocinfo", "timer_list",
+                 "sys/fs/file-nr", "sys/fs/inode-nr", "sys/fs/inode-state", "sys/fs/dentry-state",
+                 "sys/fs/aio-nr", "sys/kernel/random/entropy_avail", "pressure")
+
+
+def _mask_host_counters(proc: str) -> None:
+    for name in HOST_COUNTERS:
+        path = f"{proc}/{name}"
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,nr_inodes=1")
+        elif os.path.exists(path):
+            _mount("/dev/null", path, None, MS_BIND, None)
+            _mount("none", path, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
 
 
 def _no_ipc_objects() -> None:
