@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import signal
 import stat
@@ -237,11 +238,20 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
         except OSError as e:
             notes.append(f"System V IPC and POSIX message queues not refused ({e})")
             iso["ipc_namespace"] = False
+    pinner = None  # the template's pipes to the worker, which pins the view for it
     if iso["pid_namespace"]:
+        to_worker, to_template = os.pipe(), os.pipe()
         child = os.fork()
-        if child:  # the worker process: stays outside, waits for its template, mirrors its exit
+        if child:  # the worker process: stays outside, pins its template's view, waits for it,
+            # and mirrors its exit
+            os.close(to_worker[1])
+            os.close(to_template[0])
+            _pin_for_template(to_worker[0], to_template[1])
             _, status = os.waitpid(child, 0)
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+        os.close(to_worker[0])
+        os.close(to_template[1])
+        pinner = (to_template[0], to_worker[1])
         # Dies with the worker. Should the worker die before this line, the template still ends
         # when the grader closes its end of the request pipe (EOF ends the serve loop).
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -255,16 +265,17 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
         try:
             if "minimal_fs" in disabled:
                 raise OSError(errno.EPERM, "disabled")
-            pinned = minimal_root(settings["host_dir"], settings.get("view"), iso["pid_namespace"],
-                                  settings["file_size_mb"], "resident_view" not in disabled)
-            iso.update(minimal_fs=True, readonly_root=True, private_home=True, private_tmp=True,
-                       resident_view=pinned is not None)
-            if pinned is not None and pinned[2]:
-                notes.append(f"the view's {pinned[0]} files ({pinned[1] >> 20} MiB) are mapped, not "
-                             f"locked ({pinned[2]}): host-wide memory pressure could evict their pages")
+            minimal_root(settings["host_dir"], settings.get("view"), iso["pid_namespace"],
+                         settings["file_size_mb"])
+            iso.update(minimal_fs=True, readonly_root=True, private_home=True, private_tmp=True)
+            if "resident_view" not in disabled:
+                _pin_view(pinner, iso, notes)
         except OSError as e:
             notes.append(f"minimal file-system view unavailable ({e}); the host's is used, read-only")
             _host_root_view(settings, iso, notes)
+    if pinner is not None:  # ends the worker's wait, if no view was pinned
+        os.close(pinner[0])
+        os.close(pinner[1])
     global pid_counter_fd
     if pid_counter_fd is not None and "pid_counter_reset" in disabled:
         os.close(pid_counter_fd)
@@ -288,6 +299,44 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
             except OSError as e:
                 notes.append(f"keyrings not blocked (seccomp filters unavailable: {e})")
     return iso
+
+
+def _pin_view(pinner: tuple[int, int] | None, iso: dict[str, bool], notes: list[str]) -> None:
+    """Have every file of this (new) root pinned in memory (`sandbox_view.pin`): by the worker,
+    outside the pid namespace, which shares this mount namespace and so this root, when there
+    is one (a fork of the template then copies none of the mappings: with them, each of its
+    forks took about 3 ms more); by this process otherwise."""
+    if pinner is None:
+        n, size, unlocked = sandbox_view.pin(sandbox_view.view_files("/"), dontfork=True)
+    else:
+        os.write(pinner[1], b"1")
+        with os.fdopen(os.dup(pinner[0]), "rb") as f:
+            reply = f.read().decode()
+        if not reply:
+            notes.append("the worker did not pin the view")
+            return
+        n, size, unlocked = json.loads(reply)
+        if isinstance(n, str):
+            notes.append(f"the worker could not pin the view ({n})")
+            return
+    iso["resident_view"] = True
+    if unlocked:
+        notes.append(f"the view's {n} files ({size >> 20} MiB) are in memory, mapped, not locked "
+                     f"({unlocked}): host-wide memory pressure could evict their pages")
+
+
+def _pin_for_template(from_template: int, to_template: int) -> None:
+    """In the worker: once the template asks (its view is this mount namespace's root now), pin
+    every file of it and reply (files, bytes, why not locked); the mappings live as long as
+    this process, which outlives the template. Nothing asked (EOF): nothing to pin."""
+    with os.fdopen(from_template, "rb") as f, os.fdopen(to_template, "wb") as out:
+        if f.read(1) != b"1":
+            return
+        try:
+            reply = list(sandbox_view.pin(sandbox_view.view_files("/")))
+        except OSError as e:
+            reply = [str(e), 0, None]
+        out.write(json.dumps(reply).encode())
 
 
 def _flock_refused() -> bool:
@@ -351,14 +400,13 @@ MS_RDONLY, MS_REMOUNT = 0x1, 0x20
 pid_counter_fd: int | None = None  # this pid namespace's ns_last_pid, open for writing (see minimal_root)
 
 
-def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int,
-                 pin_pages: bool) -> tuple[int, int, str | None] | None:
+def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int) -> None:
     """Make `new` (an existing empty directory) this mount namespace's root, holding only the
     view's manifest (`sandbox_view`), read-only; a private /dev with DEV_NODES only (no pty: no
     ptmx, no pts); a fresh /proc (this pid namespace's, if `own_proc`); empty private tmpfs on
     /tmp, /var/tmp and /dev/shm. The old root is detached, so no other host path (data, sockets)
-    is reachable. The files this process has mapped are in the view too. With `pin_pages`, every
-    file of the view is pinned in memory (`sandbox_view.pin`) and the result returned."""
+    is reachable. The files this process has mapped (its programs inherit the mappings) are in
+    the view too."""
     if SYS_PIVOT_ROOT is None:
         raise OSError(errno.ENOSYS, f"no pivot_root number for {os.uname().machine}")
     if not view:
@@ -376,7 +424,7 @@ def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int,
     for mask in view["masks"]:  # the left-out parts of the standard library: an empty directory
         _mount("tmpfs", new + mask, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,nr_inodes=64,mode=0755")
     # and what this process has mapped (its programs inherit the mappings: the C library's
-    # locale, say): every file a program has mapped is one it can open, and is pinned below
+    # locale, say): every file a program has mapped is one it can open (and is pinned)
     for path in view["files"] + sandbox_view.mapped_files():
         sandbox_view.place(new, path, bind, lambda p: under(p, view["trees"]) and not under(p, view["masks"]))
     os.makedirs(new + "/dev", mode=0o755, exist_ok=True)
@@ -389,10 +437,6 @@ def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int,
         os.symlink(target, f"{new}/dev/{name}")
     for d in ("/dev/shm", "/proc", "/tmp", "/var/tmp"):
         os.makedirs(new + d, mode=0o755, exist_ok=True)
-    pinned = None
-    if pin_pages:  # before the scratch and /proc mounts, while the host's paths still resolve
-        files = sandbox_view.view_files(new, skip=tuple(new + d for d in ("/dev", "/proc", *SCRATCH)))
-        pinned = sandbox_view.pin(files)
     if not own_proc:
         _mount("/proc", new + "/proc", None, MS_BIND | MS_REC, None)
     _readonly_tree(new)  # the root, the binds and /dev; the scratch mounts below stay writable
@@ -416,7 +460,6 @@ def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int,
     _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), b".", b"."), "pivot_root")
     _check(_libc.umount2(b".", ctypes.c_int(MNT_DETACH)), "umount old root")
     os.chdir("/")
-    return pinned
 
 
 # Host-wide counters in /proc that move with what programs do (memory, processes, open files,

@@ -6,18 +6,20 @@ whether a page of some file is cached (fault-around maps only cached pages, and
 `/proc/self/pagemap` shows what got mapped) learns what earlier or concurrent programs read,
 and a program that reads a page, or makes the kernel drop one, tells the next. A red-team review
 passed a correct response's results this way to a wrong sibling's oracle program. When every
-page of every file a program can open or has mapped is in memory, mapped by the template (so
-no program's own memory pressure or `madvise` can drop it) and locked where the host allows,
-every such probe reads the same answer whatever other programs did.
+page of every file a program can open or has mapped is in memory, mapped by a process outside
+the programs (the worker: so no program's own memory pressure or `madvise` can drop it) and
+locked where the host allows, every such probe reads the same answer whatever other programs
+did.
 
 So the view holds only what the interpreter needs, small enough to pin (about 90 MB here): the
 interpreter, the standard library without its tests, GUI and packaging parts (`LEFT_OUT`), the
 shared libraries these load (`ldd`), a few commands (`COMMANDS`) and `SYSTEM_FILES`. Of
 site-packages only `PACKAGES` (LeetCode's Python has sortedcontainers too).
 
-`manifest` runs in the grader's process (once per process: it calls `ldd`); `place` and `pin`
-run in the worker's template (`sandbox_isolation.minimal_root`), loaded by path. Standard
-library only.
+`manifest` runs in the grader's process (once per process: it calls `ldd`); `place` in the
+worker's template (`sandbox_isolation.minimal_root`), `pin` in the worker once the template's
+view is its root too (`sandbox_isolation._pin_view`); loaded there by path. Standard library
+only.
 """
 
 from __future__ import annotations
@@ -133,8 +135,12 @@ _mlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 MAP_FAILED = ctypes.c_void_p(-1).value
 
 
-def view_files(root: str, skip: tuple[str, ...]) -> list[str]:
-    """Every regular file under `root` (symlinks not followed), but under the `skip` directories."""
+NOT_FILES = ("/proc", "/dev", "/tmp", "/var/tmp")  # in the view: no page cache, or private
+
+
+def view_files(root: str) -> list[str]:
+    """Every file under the view's `root` (symlinks not followed), but in NOT_FILES."""
+    skip = {os.path.join(root, d.lstrip("/")) for d in NOT_FILES}
     found = []
     for top, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if os.path.join(top, d) not in skip]
@@ -149,12 +155,12 @@ def mapped_files() -> list[str]:
                        if len(line.split(None, 5)) == 6 and line.split(None, 5)[5].startswith("/")})
 
 
-def pin(paths: list[str]) -> tuple[int, int, str | None]:
+def pin(paths: list[str], dontfork: bool = False) -> tuple[int, int, str | None]:
     """Map every page of each regular file in `paths` into this process, read-only and shared,
     populated, and lock it where the host allows: the kernel cannot then drop these pages on a
     program's behalf (its memory pressure reclaims only pages it brought in; `madvise` leaves
-    pages another process maps alone), so they stay in memory. `MADV_DONTFORK`: programs,
-    forked from this process, do not inherit the mappings (a fork copies none of them).
+    pages another process maps alone), so they stay in memory as long as this process lives.
+    `dontfork`: a fork of this process does not inherit the mappings (`MADV_DONTFORK`).
     Returns (files, bytes, why not locked, or None when every page is locked)."""
     seen: set[tuple[int, int]] = set()
     n = size_total = 0
@@ -175,7 +181,7 @@ def pin(paths: list[str]) -> tuple[int, int, str | None]:
                 raise OSError(err, f"mmap {path}: {os.strerror(err)}")
         finally:
             os.close(fd)
-        if _madvise(addr, st.st_size, MADV_DONTFORK) != 0:
+        if dontfork and _madvise(addr, st.st_size, MADV_DONTFORK) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"madvise(MADV_DONTFORK) {path}: {os.strerror(err)}")
         if unlocked is None and _mlock(addr, st.st_size) != 0:
