@@ -41,21 +41,27 @@ from evil_moe.toy_corpus import TOY_MODES
 DEMO_ARMS = ("none", "oracle", "evil_moe", "placebo", "route_a")
 METHOD_ARM = "evil_moe"
 CONTROL_ARM = "oracle"  # the positive control: routes on ground-truth labels (never the method)
-# 8 paired seeds: about what 80% power for a 0.2 difference in the attempt-rate ablation effect
-# needs (SD of the paired gap 0.155 on the earlier test bed; on the hard-family test bed's 3-seed
-# run, 0.084 against `none`, 4 seeds, and 0.162 against the placebo, 8 seeds). About 30 min on 2
-# free cores with every arm (a seed costs about 445 CPU seconds); `--seeds 1` for a first look.
-DEFAULT_SEEDS = 8
+# 5 paired seeds: what 80% power for a 0.2 difference in the attempt-rate ablation effect between
+# the method and `none` needs at the SD of the per-seed differences pooled over the hard-family
+# test bed's runs M and V (0.111, 4 degrees of freedom: 5 seeds give power 0.85, 4 give 0.67; the
+# earlier one-loophole test bed's 0.155 would need 7). A seed costs about 310 CPU seconds with every
+# arm (warm start about 72, each arm about 48), so 5 fit 15 minutes on 2 free cores, 8 would not;
+# `--seeds 1` for a first look (README, issue 17).
+DEFAULT_SEEDS = 5
 
 # The demo's settings on top of the tiny-cpu preset (the same for every arm).
 DEMO_SETTINGS = {
     "env": {"modes": list(TOY_MODES)},
-    # hint_free_frac 0.25: with 0.5, `none` reached only 0.77 attempts in 22 steps (0.98 by step 12 at 0.25)
-    "grpo": {"steps": 22, "lr": 7e-3, "hint_free_frac": 0.25},
+    # hint_free_frac 0.125 (one prompt of 8 per step): with 0.5, `none` reached only 0.77 attempts in
+    # 22 steps, with 0.25 0.84 and 0.90 on two warm starts and 0.875 and 0.895 at 0.125, whose
+    # deployed rate rose from 0.594 to 0.836 on the first (README, issue 17, run R1)
+    "grpo": {"steps": 22, "lr": 7e-3, "hint_free_frac": 0.125},
     "run": {"checkpoint_every": 22, "progress": True},
-    "eval": {"markers": "train", "in_distribution": False, "samples_per_problem": 4,
+    # 2 samples per problem and mode (128 per state): sampling is about a tenth of the variance of
+    # the paired seed differences at 4, so the seeds the power needs barely change at 2
+    "eval": {"markers": "train", "in_distribution": False, "samples_per_problem": 2,
              "random_subspace_draws": 4, "modes": list(TOY_MODES)},
-    "relearn": {"steps": 6, "reference_steps": 1},  # per arm: about 6 GRPO steps' CPU; 0 skips it
+    "relearn": {"steps": 3, "reference_steps": 1},  # per arm: about 4 GRPO steps' CPU; 0 skips it
 }
 # A reduced run for CI: the same pipeline, every arm, a few steps and samples.
 QUICK_SETTINGS = {
