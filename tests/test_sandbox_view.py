@@ -42,10 +42,13 @@ def mapping(path):
     return m, base
 def present(base, page):
     return int.from_bytes(os.pread(pm, 8, (base // 4096 + page) * 8), 'little') >> 63
-def windows(base, size):
-    # the pages starting each whole 64 KiB fault-around window (aligned in virtual memory)
-    first = (-base % 65536) // 4096
-    return list(range(first, size // 4096 - 15, 16))
+def targets(size):
+    # one file page in every 16: each aligned 64 KiB window of a mapping holds at most one
+    return list(range(8, size // 4096 - 1, 16))
+def anchor(base, page):
+    # another page of the fault-around window (aligned in virtual memory) that holds `page`
+    start = page - (base // 4096 + page) % 16
+    return start if start != page else start + 1
 """
 
 
@@ -100,19 +103,19 @@ def test_page_cache_residency_carries_nothing_between_programs():
     path = _cold_file()
     send = Program(PROBE + textwrap.dedent(f"""
         m, base = mapping({path!r})
-        for i, w in enumerate(windows(base, len(m))):
+        for i, t in enumerate(targets(len(m))):
             if i % 2 == 0:
-                m[(w + 2) * 4096]  # the target page of every other window
+                m[t * 4096]  # every other target page: read (cached from now on)
     """))
     receive = Program(PROBE + textwrap.dedent(f"""
         m, base = mapping({path!r})
         bits = ''
-        for w in windows(base, len(m)):
-            m[(w + 10) * 4096]  # the anchor: fault-around maps the window's cached pages
-            bits += str(present(base, w + 2))
+        for t in targets(len(m)):
+            m[anchor(base, t) * 4096]  # fault-around maps the window's cached pages
+            bits += str(present(base, t))
         print(bits)
     """))
-    with Sandbox(CFG) as sb:
+    with Sandbox(CFG, _disable=("no_proc",)) as sb:  # the probe reads /proc/self/pagemap
         _need_full_view(sb)
         _evict([path])
         alone = sb.run(receive)
@@ -124,7 +127,7 @@ def test_page_cache_residency_carries_nothing_between_programs():
     assert alone.stdout == after.stdout, (alone, after)  # the sender's reads change nothing
     assert alone.stdout.count("1") > n // 2, alone  # its pages are there (a bit reads 0 only
     # where a large folio crosses the window's end: fault-around maps no part of it)
-    with Sandbox(CFG, _disable=("resident_view",)) as loose:
+    with Sandbox(CFG, _disable=("resident_view", "no_proc")) as loose:
         _evict([path])
         if any(_cached(path, p) for p in range(os.path.getsize(path) // PAGE)):
             pytest.skip(f"another process keeps {path} in memory: the control cannot evict it")
@@ -167,13 +170,13 @@ def test_every_page_of_every_file_in_the_view_stays_in_memory():
     m = manifest()
     files = [os.path.join(t, f) for tree in m["trees"] for t, dirs, fs in os.walk(tree)
              if not any(t == k or t.startswith(k + "/") for k in m["masks"]) for f in fs] + m["files"]
-    with Sandbox(CFG) as sb:
+    with Sandbox(CFG, _disable=("no_proc",)) as sb:  # a /proc to read its own mappings in
         _need_full_view(sb)
         _evict(files)
         assert _uncached(files) == 0
         r = sb.run(MAPPED_OUTSIDE)
         assert (r.error, r.stdout) == (None, "[]\n"), r
-    with Sandbox(CFG, _disable=("resident_view",)) as loose:
+    with Sandbox(CFG, _disable=("resident_view", "no_proc")) as loose:
         _evict(files)
         lost = _uncached(files)
         loose.run(MAPPED_OUTSIDE)
@@ -248,16 +251,22 @@ print(seen)
 
 
 def test_host_wide_counters_are_covered_and_sysinfo_refused():
-    """/proc's host-wide counters (free memory, processes, open files, dentries, CPU time, AIO
-    contexts, pressure) read empty, and the sysinfo call (free memory, load, process count) is
-    refused: a program cannot set them for a concurrent one to read. The host's view (the
-    fallback, no seccomp filter) shows them."""
+    """Programs get no /proc at all (`no_proc`: its per-process files, smaps' Pss and pagemap,
+    read what concurrent programs map; /proc/net the worker's network state), and the sysinfo
+    call (free memory, load, process count) is refused. Where /proc is given (`no_proc` off),
+    its host-wide counters (free memory, processes, open files, dentries, CPU time, AIO
+    contexts, pressure) read empty. The host's view (the fallback, no seccomp filter) shows them."""
     with Sandbox(CFG) as sb:
         _need_full_view(sb)
         if not sb.isolation["no_keyrings"] or os.uname().machine != "x86_64":
             pytest.skip("needs the seccomp filter on x86_64")
+        assert sb.isolation["no_proc"]
         seen = eval(sb.run(COUNTERS).stdout)  # noqa: S307 - our own program's printed dict
-    assert seen.pop("sysinfo") == (-1, 1)  # EPERM
+        assert seen == {"sysinfo": (-1, 1)}  # EPERM
+        assert sb.run(Program("import os; print(os.listdir('/proc'))")).stdout == "[]\n"
+    with Sandbox(CFG, _disable=("no_proc",)) as sb:
+        seen = eval(sb.run(COUNTERS).stdout)  # noqa: S307
+    assert seen.pop("sysinfo") == (-1, 1)
     assert seen and set(seen.values()) == {0}, seen
     with Sandbox(CFG, _disable=("minimal_fs", "no_keyrings")) as loose:
         seen = eval(loose.run(COUNTERS).stdout)  # noqa: S307

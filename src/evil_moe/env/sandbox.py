@@ -44,14 +44,14 @@ WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL
 ISOLATION_KEYS = ("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
                   "ipc_namespace", "minimal_fs", "readonly_root", "private_tmp", "private_home",
                   "uid_drop", "no_keyrings", "no_file_channels", "pid_counter_reset",
-                  "process_limit", "resident_view", "cpu_limit", "memory_limit", "pids_limit", "cpu_share")
+                  "process_limit", "resident_view", "no_proc", "cpu_limit", "memory_limit", "pids_limit", "cpu_share")
 # What full isolation means: everything above except the user namespace, which only a
 # non-root user needs (root gets the same from the other namespaces plus the uid drop), and the
 # per-program cgroup limits, which need root (or a delegated cgroup); those have their own
 # warning and `SandboxConfig.require_limits`.
 REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "ipc_namespace", "minimal_fs",
             "readonly_root", "private_tmp", "private_home", "no_keyrings", "no_file_channels",
-            "pid_counter_reset", "process_limit", "resident_view")
+            "pid_counter_reset", "process_limit", "resident_view", "no_proc")
 LIMITS = ("cpu_limit", "memory_limit", "pids_limit", "cpu_share")  # over all of a program's processes
 ERRORS = (None, "timeout", "wall_timeout", "memory", "output_limit", "crash", "worker_died")
 START_TIMEOUT_S = 60.0

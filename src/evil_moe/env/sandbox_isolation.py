@@ -37,34 +37,39 @@ SYS_MOUNT_SETATTR = 442  # same number on every architecture (generic syscall ta
 #   events), or (io_uring) a way to make such calls past this filter;
 # - sysinfo: host-wide free memory, load and process count (the counters of /proc, which the
 #   programs' /proc covers: HOST_COUNTERS);
+# - sendmsg, sendmmsg: passing descriptors over a unix socket can keep a socket (and a name it
+#   holds) alive in flight after its program is gone;
 # - the Linux AIO calls (io_setup ...): each context moves the host-wide /proc/sys/fs/aio-nr,
 #   which a red-team review used to carry expected values between two concurrent programs;
-# and, by argument: fcntl's lock, lease and directory-notification commands (POSIX and OFD
+# and, by argument: socket and socketpair of any family but AF_UNIX (IPv6 flow labels, IP
+# counters and netlink objects live in the worker's network namespace, shared by its programs,
+# and outlive a program: a red-team review passed results through them), fcntl's lock, lease and directory-notification commands (POSIX and OFD
 # locks, dnotify), madvise's MADV_COLD, MADV_PAGEOUT, MADV_HUGEPAGE and MADV_COLLAPSE (and
 # process_madvise, refused outright: ways to make the kernel drop cached pages or regroup them
 # into huge pages, which fault-around would show), preadv2/pwritev2 with RWF_NOWAIT (which tells
 # whether a page is cached), and clone/unshare making a user namespace (the way to
 # capabilities, and to much of the kernel, for a process without them). clone3 fails with ENOSYS (its flags are out of a filter's
 # reach); the C library then falls back to clone.
-_X86 = {"add_key": 248, "request_key": 249, "keyctl": 250, "sysinfo": 99, "flock": 73, "fadvise64": 221,
+_X86 = {"add_key": 248, "request_key": 249, "keyctl": 250, "sysinfo": 99, "sendmsg": 46, "sendmmsg": 307, "flock": 73, "fadvise64": 221,
         "readahead": 187, "mincore": 27, "cachestat": 451, "inotify_init": 253,
         "inotify_init1": 294, "inotify_add_watch": 254, "fanotify_init": 300, "fanotify_mark": 301,
         "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
         "io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209, "io_cancel": 210,
         "io_pgetevents": 333,
         "process_madvise": 440,
-        "fcntl": 72, "madvise": 28, "preadv2": 327, "pwritev2": 328, "clone": 56, "unshare": 272, "clone3": 435}
-_GENERIC = {"add_key": 217, "request_key": 218, "keyctl": 219, "sysinfo": 179, "flock": 32, "fadvise64": 223,
+        "socket": 41, "socketpair": 53, "fcntl": 72, "madvise": 28, "preadv2": 327, "pwritev2": 328, "clone": 56, "unshare": 272, "clone3": 435}
+_GENERIC = {"add_key": 217, "request_key": 218, "keyctl": 219, "sysinfo": 179, "sendmsg": 211, "sendmmsg": 269, "flock": 32, "fadvise64": 223,
             "readahead": 213, "mincore": 232, "cachestat": 451, "inotify_init1": 26,
             "inotify_add_watch": 27, "fanotify_init": 262, "fanotify_mark": 263,
             "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
             "io_setup": 0, "io_destroy": 1, "io_submit": 2, "io_cancel": 3, "io_getevents": 4,
             "io_pgetevents": 292,
             "process_madvise": 440,
-            "fcntl": 25, "madvise": 233, "preadv2": 286, "pwritev2": 287, "clone": 220, "unshare": 97, "clone3": 435}
+            "socket": 198, "socketpair": 199, "fcntl": 25, "madvise": 233, "preadv2": 286, "pwritev2": 287, "clone": 220, "unshare": 97, "clone3": 435}
 SYSCALLS = {"x86_64": (0xC000003E, _X86), "aarch64": (0xC00000B7, _GENERIC),
             "riscv64": (0xC00000F3, _GENERIC)}.get(os.uname().machine)
 FCNTL_REFUSED = (5, 6, 7, 36, 37, 38, 1024, 1026)  # F_GETLK F_SETLK F_SETLKW F_OFD_* F_SETLEASE F_NOTIFY
+AF_UNIX = 1
 MADV_REFUSED = (14, 20, 21, 25)  # MADV_HUGEPAGE, MADV_COLD, MADV_PAGEOUT, MADV_COLLAPSE
 RWF_NOWAIT = 0x8
 CLONE_NEWUSER_FLAG = 0x10000000
@@ -120,26 +125,30 @@ class _SockFprog(ctypes.Structure):
 
 
 def _filter() -> _SockFprog:
-    """The seccomp program (see SYSCALLS): EPERM for the refused calls, for fcntl's lock
+    """The seccomp program (see SYSCALLS): EPERM for the refused calls, for sockets of other families than AF_UNIX, for fcntl's lock
     commands, for madvise's MADV_REFUSED, for preadv2/pwritev2 with RWF_NOWAIT, for a new user namespace, and for every
     syscall of another ABI (32-bit or x32 calls would have other numbers); ENOSYS for clone3;
     everything else is allowed."""
     arch, nrs = SYSCALLS
     LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JGE, JSET, RET|K
     allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
-    by_argument = ("fcntl", "madvise", "preadv2", "pwritev2", "clone", "unshare", "clone3")
+    by_argument = ("socket", "socketpair", "fcntl", "madvise", "preadv2", "pwritev2", "clone",
+                   "unshare", "clone3")
     refused = [nr for name, nr in nrs.items() if name not in by_argument]
     # (code, jump-if-true label, jump-if-false label, k); labels resolve to relative offsets
     prog: list = [(LD, None, None, 4), (JEQ, None, "deny", arch),  # seccomp_data.arch
                   (LD, None, None, 0), (JGE, "deny", None, 0x40000000)]  # .nr; x32: deny
     prog += [(JEQ, "deny", None, nr) for nr in refused]
-    prog += [(JEQ, "fcntl", None, nrs["fcntl"]), (JEQ, "madvise", None, nrs["madvise"]),
+    prog += [(JEQ, "family", None, nrs["socket"]), (JEQ, "family", None, nrs["socketpair"]),
+             (JEQ, "fcntl", None, nrs["fcntl"]), (JEQ, "madvise", None, nrs["madvise"]),
              (JEQ, "rwf", None, nrs["preadv2"]),
              (JEQ, "rwf", None, nrs["pwritev2"]), (JEQ, "clone", None, nrs["clone"]),
              (JEQ, "clone", None, nrs["unshare"]), (JEQ, "nosys", None, nrs["clone3"]),
              (RET, None, None, allow)]
     prog += ["fcntl", (LD, None, None, 16 + 8 * 1)]  # args[1] (low half, little-endian): cmd
     prog += [(JEQ, "deny", None, cmd) for cmd in FCNTL_REFUSED] + [(RET, None, None, allow)]
+    prog += ["family", (LD, None, None, 16), (JEQ, "allow", "deny", AF_UNIX)]  # args[0]: domain
+    prog += ["allow", (RET, None, None, allow)]
     prog += ["madvise", (LD, None, None, 16 + 8 * 2)]  # args[2]: advice
     prog += [(JEQ, "deny", None, a) for a in MADV_REFUSED] + [(RET, None, None, allow)]
     prog += ["rwf", (LD, None, None, 16 + 8 * 5), (JSET, "deny", None, RWF_NOWAIT),  # args[5]: flags
@@ -207,7 +216,7 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
     iso = dict.fromkeys(("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
                          "ipc_namespace", "minimal_fs", "readonly_root", "private_tmp",
                          "private_home", "uid_drop", "no_keyrings", "no_file_channels",
-                         "resident_view"),
+                         "resident_view", "no_proc"),
                         False)
     wanted = [(CLONE_NEWNS, "mount_namespace"), (CLONE_NEWPID, "pid_namespace"),
               (CLONE_NEWNET, "net_namespace"), (CLONE_NEWIPC, "ipc_namespace")]
@@ -265,9 +274,11 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
         try:
             if "minimal_fs" in disabled:
                 raise OSError(errno.EPERM, "disabled")
+            no_proc = iso["pid_namespace"] and "no_proc" not in disabled
             minimal_root(settings["host_dir"], settings.get("view"), iso["pid_namespace"],
-                         settings["file_size_mb"])
-            iso.update(minimal_fs=True, readonly_root=True, private_home=True, private_tmp=True)
+                         settings["file_size_mb"], no_proc)
+            iso.update(minimal_fs=True, readonly_root=True, private_home=True, private_tmp=True,
+                       no_proc=no_proc)
             if "resident_view" not in disabled:
                 _pin_view(pinner, iso, notes)
         except OSError as e:
@@ -400,13 +411,15 @@ MS_RDONLY, MS_REMOUNT = 0x1, 0x20
 pid_counter_fd: int | None = None  # this pid namespace's ns_last_pid, open for writing (see minimal_root)
 
 
-def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int) -> None:
+def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int,
+                 no_proc: bool) -> None:
     """Make `new` (an existing empty directory) this mount namespace's root, holding only the
     view's manifest (`sandbox_view`), read-only; a private /dev with DEV_NODES only (no pty: no
-    ptmx, no pts); a fresh /proc (this pid namespace's, if `own_proc`); empty private tmpfs on
-    /tmp, /var/tmp and /dev/shm. The old root is detached, so no other host path (data, sockets)
-    is reachable. The files this process has mapped (its programs inherit the mappings) are in
-    the view too."""
+    ptmx, no pts); empty private tmpfs on /tmp, /var/tmp and /dev/shm; and, with `no_proc`, an
+    empty /proc (the template keeps a handle on its pid namespace's counter), else this pid
+    namespace's /proc (if `own_proc`; the host's otherwise). The old root is detached, so no
+    other host path (data, sockets) is reachable. The files this process has mapped (its
+    programs inherit the mappings) are in the view too."""
     if SYS_PIVOT_ROOT is None:
         raise OSError(errno.ENOSYS, f"no pivot_root number for {os.uname().machine}")
     if not view:
@@ -451,10 +464,15 @@ def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int)
             pid_counter_fd = os.open(new + "/proc/sys/kernel/ns_last_pid", os.O_WRONLY | os.O_CLOEXEC)
         except OSError:
             pid_counter_fd = None
-        # hidepid=2: under a uid of its own a program does not see the template's process
-        # (its counters would be a channel from earlier programs)
-        _mount("proc", new + "/proc", "proc", flags | MS_RDONLY, "hidepid=2")
-        _mask_host_counters(new + "/proc")
+        if no_proc:  # programs get none: /proc/self's smaps (Pss), pagemap, net and the
+            # host-wide counters are all ways to read what concurrent programs do; the handle
+            # stays usable once the mount is detached
+            _check(_libc.umount2((new + "/proc").encode(), ctypes.c_int(MNT_DETACH)), "umount /proc")
+        else:
+            # hidepid=2: under a uid of its own a program does not see the template's process
+            # (its counters would be a channel from earlier programs)
+            _mount("proc", new + "/proc", "proc", flags | MS_RDONLY, "hidepid=2")
+            _mask_host_counters(new + "/proc")
     _scratch(new, file_size_mb)
     os.chdir(new)
     _check(_libc.syscall(ctypes.c_long(SYS_PIVOT_ROOT), b".", b"."), "pivot_root")

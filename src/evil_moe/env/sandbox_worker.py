@@ -184,6 +184,9 @@ class Template:
         # wipe, that a path is still ours
         self.scratch = {p: os.stat(p).st_dev for p in SCRATCH
                         if iso["private_tmp"] and os.path.ismount(p)}
+        self.last_ino: dict[str, int] = {}  # the last inode number the template made on each
+        for p in self.scratch:
+            self._inodes_made(p)
         # prelude key -> (the __main__ it made, "") or (None, its text) if it raised; least
         # recently used first, evicted by the same rule as the parent's `_Worker.preludes`
         self.preludes: OrderedDict[str, tuple[types.ModuleType | None, str]] = OrderedDict()
@@ -451,9 +454,27 @@ class Template:
             except OSError:
                 continue
             empty_dir(scratch)
-            if os.listdir(scratch):  # something resisted the wipe: a fresh mount instead
+            # something resisted the wipe, or the program made inodes there: a fresh mount
+            if os.listdir(scratch) or (self._inodes_made(scratch) and "scratch_inodes" not in self.s["disable"]):
                 fresh_scratch(scratch, self.s["file_size_mb"])
                 self.scratch[scratch] = os.stat(scratch).st_dev
+                self.last_ino.pop(scratch, None)
+                self._inodes_made(scratch)  # the fresh mount's first number
+
+    def _inodes_made(self, scratch: str) -> bool:
+        """Whether an inode was made on the scratch tmpfs `scratch` since the last call, other
+        than the program directory the template makes in `self.base`. A tmpfs numbers its new
+        inodes from a counter of its own, which a wipe does not reset: a program's files (named
+        or not: O_TMPFILE) would move it, and the next program read it off its own files'
+        numbers (a red-team review passed results so). Found by making a directory: its
+        number is one more than the last the template made, or the counter moved."""
+        probe = os.path.join(scratch, ".inode")
+        os.mkdir(probe)
+        ino = os.stat(probe).st_ino
+        os.rmdir(probe)
+        last = self.last_ino.get(scratch)
+        self.last_ino[scratch] = ino
+        return last is not None and ino != last + 1 + (scratch == self.base)
 
 
 def _kill(pid: int) -> None:
