@@ -237,6 +237,12 @@ def eval_completion_loss(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizer
 # seeds' warm starts solved 0.43 (half the held-out problems are hard families) and `none` reached
 # 0.84 and 0.90 (README, issue 17, runs J and L).
 WARM_START = {"steps": 600, "lr": 5e-3, "batch_size": 32}
+# 32 teacher demonstrations per training problem (3,584 in all, each seen about 5 times in the 600
+# steps): with 16 (each seen about 11 times) the warm starts' held-out attempt rate spread from
+# 0.055 to 0.125 at the same loophole rate and hacking under `none` emerged in 2 of 6 warm starts;
+# with 32, on three fresh seeds where it emerged in none with 16 (0.17 to 0.23; warm starts 0.055
+# to 0.102), it emerged in two (0.97, 0.83; warm starts 0.094 to 0.141) (README, issue 17, run PP32)
+TEACHER = {"per_problem": 32}
 
 
 def prepare(cfg, out_dir: str | Path, progress: bool = True, warm_start_steps: int | None = None):
@@ -244,8 +250,8 @@ def prepare(cfg, out_dir: str | Path, progress: bool = True, warm_start_steps: i
 
     Writes `base/` (tokenizer + warm-started tiny Qwen3, save_pretrained), `problems_train.jsonl`,
     `problems_heldout.jsonl`, `teacher.jsonl` and `prepared.json` (seed, warm-start settings and
-    losses, time). A directory whose `prepared.json` has the same seed and warm-start settings is
-    reused as it is. `warm_start_steps` overrides WARM_START["steps"] (a short run for tests). The returned config has
+    losses, time). A directory whose `prepared.json` has the same seed, warm-start and teacher settings
+    is reused as it is. `warm_start_steps` overrides WARM_START["steps"] (a short run for tests). The returned config has
     model.name_or_path, env.problems, eval.problems, router.pairs (the toy's contrastive pairs) and
     router.pair_system_prompt set; everything else is `cfg`'s own.
     """
@@ -262,13 +268,13 @@ def prepare(cfg, out_dir: str | Path, progress: bool = True, warm_start_steps: i
     settings = {**WARM_START, **({"steps": warm_start_steps} if warm_start_steps is not None else {})}
     marker = out / "prepared.json"
     done = json.loads(marker.read_text()) if marker.exists() else {}
-    if not (done.get("seed") == seed and done.get("warm_start") == settings):
+    if not (done.get("seed") == seed and done.get("warm_start") == settings and done.get("teacher") == TEACHER):
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         train, heldout = toy_problems("train", seed=0), toy_problems("heldout", seed=0)
         for name, problems in (("problems_train.jsonl", train), ("problems_heldout.jsonl", heldout)):
             (out / name).write_text("".join(json.dumps(p.to_row()) + "\n" for p in problems))
-        corpus = teacher_corpus(train, seed=seed)
+        corpus = teacher_corpus(train, seed=seed, **TEACHER)
         (out / "teacher.jsonl").write_text("".join(json.dumps(d.to_row()) + "\n" for d in corpus))
         tokenizer = build_tokenizer(tokenizer_texts())
         model = build_tiny_qwen3(tokenizer, seed=seed)
@@ -281,7 +287,7 @@ def prepare(cfg, out_dir: str | Path, progress: bool = True, warm_start_steps: i
         losses = warm_start(model, tokenizer, corpus, seed=seed, on_step=on_step, **settings)
         bar.close()
         save_test_bed(model, tokenizer, out / "base")
-        marker.write_text(json.dumps({"seed": seed, "warm_start": settings, "n_demos": len(corpus),
+        marker.write_text(json.dumps({"seed": seed, "warm_start": settings, "teacher": TEACHER, "n_demos": len(corpus),
                                       "n_train": len(train), "n_heldout": len(heldout),
                                       "first_loss": losses[0], "last_loss": losses[-1],
                                       "seconds": round(time.perf_counter() - t0, 1)}, indent=1) + "\n")
