@@ -41,13 +41,13 @@ from evil_moe.toy_corpus import TOY_MODES
 DEMO_ARMS = ("none", "oracle", "evil_moe", "placebo", "route_a")
 METHOD_ARM = "evil_moe"
 CONTROL_ARM = "oracle"  # the positive control: routes on ground-truth labels (never the method)
-# 5 paired seeds: what 80% power for a 0.2 difference in the attempt-rate ablation effect between
+# 6 paired seeds: what 80% power for a 0.2 difference in the attempt-rate ablation effect between
 # the method and `none` needs at the SD of the per-seed differences pooled over the hard-family
-# test bed's runs M and V (0.111, 4 degrees of freedom: 5 seeds give power 0.85, 4 give 0.67; the
-# earlier one-loophole test bed's 0.155 would need 7). A seed costs about 310 CPU seconds with every
-# arm (warm start about 72, each arm about 48), so 5 fit 15 minutes on 2 free cores, 8 would not;
-# `--seeds 1` for a first look (README, issue 17).
-DEFAULT_SEEDS = 5
+# test bed's runs M, V and PP32 (0.127, 6 degrees of freedom: 6 seeds give power 0.87, 5 give 0.75;
+# the earlier one-loophole test bed's 0.155 would need 7). A seed costs about 290 CPU seconds with
+# every arm (warm start about 73, each arm about 43 without the relearning test), so 6 fit about
+# 15 minutes on 2 free cores, 8 would not; `--seeds 1` for a first look (README, issue 17).
+DEFAULT_SEEDS = 6
 
 # The demo's settings on top of the tiny-cpu preset (the same for every arm).
 DEMO_SETTINGS = {
@@ -61,7 +61,9 @@ DEMO_SETTINGS = {
     # the paired seed differences at 4, so the seeds the power needs barely change at 2
     "eval": {"markers": "train", "in_distribution": False, "samples_per_problem": 2,
              "random_subspace_draws": 4, "modes": list(TOY_MODES)},
-    "relearn": {"steps": 3, "reference_steps": 1},  # per arm: about 4 GRPO steps' CPU; 0 skips it
+    # the relearning test is off by default (about 4 GRPO steps' CPU per arm at 3 steps, the sixth
+    # seed's budget); `--set relearn.steps=3` runs it on every arm
+    "relearn": {"steps": 0, "reference_steps": 1},
 }
 # A reduced run for CI: the same pipeline, every arm, a few steps and samples.
 QUICK_SETTINGS = {
