@@ -440,11 +440,13 @@ def test_thousands_of_nested_directories_are_wiped_without_recursion():
         print('nested')
     """, timeout_s=10.0)
     look = prog("import os; print(sorted(os.listdir('/tmp')), os.listdir('/dev/shm'))")
-    with Sandbox(SandboxConfig(workers=1)) as one:
-        r1, r2 = one.run_many([nest, look])
-        assert (r1.error, r1.stdout) == (None, "nested\n"), r1.stderr[-500:]
-        assert r2.error is None and r2.stdout.endswith("] []\n")
-        assert eval(r2.stdout.split("] ")[0] + "]") == [f"run{2}"]  # noqa: S307 - its own dir only
+    for disable in ((), ("fresh_scratch",)):  # a fresh mount; the wipe (the fallback's way)
+        with Sandbox(SandboxConfig(workers=1), _disable=disable) as one:
+            r1, r2 = one.run_many([nest, look])
+            assert (r1.error, r1.stdout) == (None, "nested\n"), r1.stderr[-500:]
+            assert r2.error is None and r2.stdout.endswith("] []\n")
+            mine = {"run2"} | ({".shm", ".var-tmp"} if one.isolation["minimal_fs"] else set())
+            assert set(eval(r2.stdout.split("] ")[0] + "]")) == mine  # noqa: S307 - its own dir only
 
 
 AIO = prog(textwrap.dedent("""
@@ -489,16 +491,16 @@ READ_INODES = prog("""
 
 
 def test_a_program_reads_no_inode_counter_an_earlier_one_moved():
-    """Each scratch tmpfs numbers new inodes from a counter of its own; a program that made
-    inodes (named or not) leaves the mount replaced by a fresh one, so the next program's
-    numbers are the same whatever came before. With the check off, the 38 inodes show."""
+    """A tmpfs numbers new inodes from a counter of its own; every program gets a fresh scratch
+    mount (/var/tmp and /dev/shm live in /tmp's), so its numbers are the same whatever came
+    before. With fresh mounts off (the wipe only), the 38 inodes show."""
     with Sandbox(SandboxConfig(workers=1)) as one:
         need(one, "private_tmp")
         alone = [one.run(READ_INODES).stdout for _ in range(2)]
         one.run(LEAVE_INODES)
         after = one.run(READ_INODES).stdout
     assert alone[0] == alone[1] == after, (alone, after)
-    with Sandbox(SandboxConfig(workers=1), _disable=("scratch_inodes",)) as loose:
+    with Sandbox(SandboxConfig(workers=1), _disable=("fresh_scratch",)) as loose:
         reads = [[int(x) for x in loose.run(READ_INODES).stdout.split()] for _ in range(2)]
         loose.run(LEAVE_INODES)
         reads.append([int(x) for x in loose.run(READ_INODES).stdout.split()])
@@ -551,3 +553,75 @@ def test_programs_make_no_network_state_and_pass_no_descriptors(sb):
         before = int(loose.run(READ_SNMP).stdout)
         loose.run(SEND_UNROUTABLE)
         assert int(loose.run(READ_SNMP).stdout) == before + 5
+
+
+PIDFDS = prog("""
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        os.close(os.pidfd_open(os.getpid())); print('pidfd_open ok')
+    except OSError as e:
+        print('pidfd_open', e.errno)
+    fd = ctypes.c_int(-1)  # clone(CLONE_PIDFD | SIGCHLD, 0, &fd, 0, 0): refused before it forks
+    r = libc.syscall(56, 0x1000 | 17, 0, ctypes.byref(fd), 0, 0)
+    if r == 0:
+        os._exit(0)
+    print('clone_pidfd', 'ok' if r > 0 else ctypes.get_errno())
+    if r > 0:
+        os.waitpid(r, 0)
+""")
+
+
+def test_programs_get_no_pidfds(sb):
+    """A pidfd's inode number comes from a host-wide counter every new process moves: a
+    red-team review passed results between programs running at the same time, in two graders,
+    through it. Each program gets a second filter refusing pidfd_open and clone's CLONE_PIDFD
+    (the template keeps its own pidfds). Without that filter both work."""
+    need(sb, "no_keyrings")
+    if os.uname().machine != "x86_64":
+        pytest.skip("the probe uses x86_64 syscall numbers")
+    assert sb.run(PIDFDS).stdout == "pidfd_open 1\nclone_pidfd 1\n"
+    with Sandbox(SandboxConfig(workers=1), _disable=("child_filter",)) as loose:
+        assert loose.run(PIDFDS).stdout == "pidfd_open ok\nclone_pidfd ok\n"
+
+
+REPLY_IN_REACH = prog("""
+    import sys
+    found, f = [], sys._getframe()
+    while f is not None:
+        found += [f.f_code.co_name + ':' + k for k in ('header', 'payload') if k in f.f_locals]
+        used = getattr(f.f_locals.get('self'), 'used', None)
+        if used is not None and list(used) != [0, 0, 0]:
+            found.append(f.f_code.co_name + ':used')
+        f = f.f_back
+    print(found)
+""")
+
+
+@pytest.mark.parametrize("supervise", [False, True])
+def test_no_earlier_reply_is_in_reach_of_a_program(supervise):
+    """A red-team review read the previous program's reply (exit code, output sizes: bits the
+    previous program chose) from the template's frames, which every program inherits. The
+    template drops it and zeroes its counts before the next program; under a supervisor
+    (`supervise=True`) no reply is ever made in the template at all."""
+    loud = prog("import sys; sys.stdout.write('x' * 12345); sys.exit(77)")
+    with Sandbox(SandboxConfig(workers=1, supervise=supervise)) as one:
+        first, second = one.run_many([loud, REPLY_IN_REACH])
+    assert (first.returncode, len(first.stdout)) == (77, 12345)
+    assert second.stdout == "[]\n", second
+
+
+def test_supervised_programs_keep_their_labels():
+    """Under `supervise=True` each program runs under a supervisor forked for it alone, which
+    replies and exits: the labels and the contract are the same."""
+    progs = [prog("print('ok')"), prog("raise SystemExit(3)"), prog("while True: pass", timeout_s=0.5),
+             prog("import os; os.kill(os.getpid(), 9)"),
+             prog("import os, multiprocessing\nwith multiprocessing.Pool(2) as p: print(p.map(abs, [-1, -2]))\n"
+                  "print(os.getpid(), os.listdir('.'))"),
+             prog("import os\nif os.fork() == 0:\n    os.setsid(); import time; time.sleep(60)\nprint('left one')")]
+    with Sandbox(SandboxConfig(workers=1, timeout_s=5.0, supervise=True)) as one:
+        results = one.run_many(progs + progs[-2:])
+    got = [(r.error, r.returncode, r.stdout) for r in results]
+    assert got[:4] == [(None, 0, "ok\n"), (None, 3, ""), ("timeout", None, ""), ("crash", -9, "")]
+    assert got[4] == got[6] == (None, 0, "[1, 2]\n3 []\n"), got  # pid 3: under its supervisor (2)
+    assert got[5] == got[7] == (None, 0, "left one\n")

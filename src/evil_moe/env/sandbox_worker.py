@@ -42,10 +42,13 @@ from sandbox_isolation import (  # noqa: E402
     PR_SET_CHILD_SUBREAPER,
     PR_SET_DUMPABLE,
     SCRATCH,
+    child_filter,
     drop_capabilities,
     fresh_scratch,
+    install_filter,
     isolate,
     prctl,
+    scratch_dirs,
     unshare,
 )
 
@@ -158,10 +161,10 @@ def _run_source(source: str, main: types.ModuleType | None) -> None:
 
 class Template:
     def __init__(self, settings: dict, iso: dict[str, bool], host_pid: int, req_fd: int,
-                 cg: ProgramCgroup | None):
+                 resp_fd: int, cg: ProgramCgroup | None):
         self.s = settings
         self.iso = iso
-        self.req_fd = req_fd
+        self.req_fd, self.resp_fd = req_fd, resp_fd
         self.cg = cg
         self.ncpu = len(os.sched_getaffinity(0))
         # Fixed buffers for what a program sends back, allocated once and zeroed after each
@@ -172,6 +175,12 @@ class Template:
         self.zeros = bytes(cap + 1)
         self.used = [0, 0, 0]  # how much of each buffer the last program filled
         self.uid = UID_BASE + host_pid if iso["uid_drop"] else None
+        self.child_filter = child_filter() if iso["no_keyrings"] and "child_filter" not in settings["disable"] else None
+        # With a pid namespace each program runs under a supervisor of its own (`serve`), and
+        # this process reaps nothing itself: the kernel does (no exit status reaches it).
+        self.supervised = iso["pid_namespace"] and bool(settings.get("supervise"))
+        if self.supervised:
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
         os.environ.clear()  # the worker's was WORKER_ENV; programs fork with this one
         os.environ.update(PROGRAM_ENV)
         if iso["private_tmp"]:
@@ -184,9 +193,6 @@ class Template:
         # wipe, that a path is still ours
         self.scratch = {p: os.stat(p).st_dev for p in SCRATCH
                         if iso["private_tmp"] and os.path.ismount(p)}
-        self.last_ino: dict[str, int] = {}  # the last inode number the template made on each
-        for p in self.scratch:
-            self._inodes_made(p)
         # prelude key -> (the __main__ it made, "") or (None, its text) if it raised; least
         # recently used first, evicted by the same rule as the parent's `_Worker.preludes`
         self.preludes: OrderedDict[str, tuple[types.ModuleType | None, str]] = OrderedDict()
@@ -227,7 +233,57 @@ class Template:
         return main, ""
 
     # -- one program
-    def run(self, req: dict) -> tuple[dict, list]:
+    def serve(self, req: dict) -> None:
+        """Run one program and send its reply. With a pid namespace all of it happens in a
+        supervisor forked for this program alone, which replies and exits: nothing a program
+        did or made (its output's sizes, exit code, times, the names of its files) ever reaches
+        this process, from which every later program is forked. A red-team review read the
+        previous program's reply from this process's frames, and its files' names from this
+        process's freed memory, and passed results between rows so. This process only runs the
+        grader's preludes, makes the scratch mounts afresh, resets the pid counter, and waits
+        for every process of the program to be gone (the kernel reaps them: SIGCHLD ignored)."""
+        main, failed = self._main_for(req)
+        if "fresh_scratch" not in self.s["disable"]:
+            # Fresh scratch mounts: nothing of the last program there, and no inode counter it
+            # moved (a tmpfs numbers new inodes from a counter of its own; a red-team review
+            # passed results through it). No name of a program's file is ever read here.
+            for scratch in self.scratch:
+                fresh_scratch(scratch, self.s["file_size_mb"])
+                scratch_dirs(scratch)
+                self.scratch[scratch] = os.stat(scratch).st_dev
+        if not self.supervised:
+            header, payload = self.run(req, main, failed)
+            send(self.resp_fd, header, payload[:-1])
+            self.done(payload)  # zeroes the buffers; and nothing of this reply stays in reach
+            del header, payload  # of the next program (a red-team review read it off the frames)
+            return
+        r, w = os.pipe()
+        if sandbox_isolation.pid_counter_fd is not None:
+            os.pwrite(sandbox_isolation.pid_counter_fd, b"1", 0)  # the supervisor is pid 2
+        if os.fork() == 0:  # the supervisor
+            _skip_threading_repair_in_programs()  # its fork put the repair back; the program skips it
+            os.close(r)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            try:
+                header, payload = self.run(req, main, failed)
+                send(self.resp_fd, header, payload[:-1])
+                os.write(w, b"0")
+            except BaseException:  # noqa: BLE001 - the worker ends; the grader starts another
+                import traceback
+
+                traceback.print_exc()
+            os._exit(0)
+        os.close(w)
+        ok = os.read(r, 1) == b"0"
+        os.close(r)
+        try:
+            os.waitpid(-1, 0)  # SIGCHLD ignored: returns once every child is gone, with no status
+        except ChildProcessError:
+            pass
+        if not ok:  # the supervisor failed or found the request pipe out of step
+            os._exit(70)
+
+    def run(self, req: dict, main: types.ModuleType | None, failed: str) -> tuple[dict, list]:
         """Run one program; its reply header and payload (stdout, stderr, then each file)."""
         self.count += 1
         wdir = os.path.join(self.base, f"run{self.count}")
@@ -236,12 +292,12 @@ class Template:
             os.chown(wdir, self.uid, self.uid)
         timeout, wall_limit = float(req["timeout_s"]), float(req["wall_s"])
         cpu_checked = self.s["limit"] == "cpu" and self.cg is not None and self.cg.cpu_fd is not None
-        main, failed = self._main_for(req)
         pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, status
         if self.cg is not None:
             self.cg.start()
         reaped_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if sandbox_isolation.pid_counter_fd is not None:  # every program is pid 2 (no counter)
+        if sandbox_isolation.pid_counter_fd is not None:  # every program has the same pid
+            # (2, or 3 under its supervisor): no counter between programs
             os.pwrite(sandbox_isolation.pid_counter_fd, b"1", 0)  # at 0: a sysctl ignores later offsets
         t0 = time.monotonic()
         pid = os.fork()
@@ -285,8 +341,10 @@ class Template:
         self._kill_all(pid)
         for r in reads:
             os.set_blocking(r, False)
-            while (n := self._pump(r, views[r], got)) > 0:
-                pass
+            settle = time.monotonic() + 2.0
+            while (n := self._pump(r, views[r], got)) > 0 or (n == -2 and self.supervised and time.monotonic() < settle):
+                if n == -2:  # under a supervisor: the killed processes are the template's to
+                    select.select([r], [], [], 0.05)  # reap; their pipe ends close as they go
             if n < 0 and error is None:
                 error = "output_limit"
             os.close(r)
@@ -329,7 +387,8 @@ class Template:
             n = safe_read(wdir, name, view)
             sizes.append(-1 if n is None else n)
             payload.append(view[:max(n or 0, 0)])
-        self._wipe(wdir)
+        if "fresh_scratch" in self.s["disable"] or not self.scratch:  # else: fresh mounts next time
+            self._wipe(wdir)
         header = {"returncode": returncode, "error": error, "wall_s": wall, "cpu_s": cpu, "sizes": sizes}
         return header, payload + [filebuf]  # filebuf: last, size 0 in the header, zeroed by `done`
 
@@ -337,6 +396,7 @@ class Template:
         """After the reply is sent: zero every buffer that held the program's bytes."""
         for buf, n in zip(self.bufs, self.used, strict=True):
             memoryview(buf)[:n] = self.zeros[:n]
+        self.used = [0, 0, 0]
         filebuf = payload[-1]
         filebuf[:] = bytes(len(filebuf))
 
@@ -400,6 +460,8 @@ class Template:
                     unshare(CLONE_NEWIPC)
                 drop_capabilities()
             prctl(PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable to it
+            if self.child_filter is not None:
+                install_filter(self.child_filter)  # no pidfds (see `child_filter`)
             environ = os.environ  # the rest of it is PROGRAM_ENV, set by the template
             environ["HOME"] = environ["TMPDIR"] = wdir
         except BaseException as e:  # noqa: BLE001
@@ -454,27 +516,10 @@ class Template:
             except OSError:
                 continue
             empty_dir(scratch)
-            # something resisted the wipe, or the program made inodes there: a fresh mount
-            if os.listdir(scratch) or (self._inodes_made(scratch) and "scratch_inodes" not in self.s["disable"]):
+            if os.listdir(scratch):  # something resisted the wipe: a fresh mount instead
                 fresh_scratch(scratch, self.s["file_size_mb"])
                 self.scratch[scratch] = os.stat(scratch).st_dev
-                self.last_ino.pop(scratch, None)
-                self._inodes_made(scratch)  # the fresh mount's first number
-
-    def _inodes_made(self, scratch: str) -> bool:
-        """Whether an inode was made on the scratch tmpfs `scratch` since the last call, other
-        than the program directory the template makes in `self.base`. A tmpfs numbers its new
-        inodes from a counter of its own, which a wipe does not reset: a program's files (named
-        or not: O_TMPFILE) would move it, and the next program read it off its own files'
-        numbers (a red-team review passed results so). Found by making a directory: its
-        number is one more than the last the template made, or the counter moved."""
-        probe = os.path.join(scratch, ".inode")
-        os.mkdir(probe)
-        ino = os.stat(probe).st_ino
-        os.rmdir(probe)
-        last = self.last_ino.get(scratch)
-        self.last_ino[scratch] = ino
-        return last is not None and ino != last + 1 + (scratch == self.base)
+            scratch_dirs(scratch)
 
 
 def _kill(pid: int) -> None:
@@ -552,7 +597,7 @@ def main() -> None:
         __import__(module)
     _skip_threading_repair_in_programs()
     compile("pass", "<warm-up>", "exec")  # a process's first compile sets up the parser (~2 ms)
-    template = Template(settings, iso, host_pid, req_fd, cg)
+    template = Template(settings, iso, host_pid, req_fd, resp_fd, cg)
     gc.collect()
     gc.freeze()
     iso["cpu_limit"] = cg is not None and cg.cpu_fd is not None
@@ -562,9 +607,7 @@ def main() -> None:
     iso["pid_counter_reset"] = sandbox_isolation.pid_counter_fd is not None
     send(resp_fd, {"ready": True, "isolation": iso, "notes": notes})
     while (req := recv(req_fd)) is not None:
-        header, payload = template.run(req)
-        send(resp_fd, header, payload[:-1])
-        template.done(payload)
+        template.serve(req)
 
 
 if __name__ == "__main__":
