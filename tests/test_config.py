@@ -36,6 +36,12 @@ def test_set_overrides_are_typed():
     assert load_config(sets=["grpo.lr=1e-2"]).grpo.lr == 0.01  # YAML 1.1 reads 1e-2 as a string
 
 
+def test_env_settings_reach_the_sandbox_config():
+    sb = load_config("tiny-cpu", sets=["env.supervise=true", "env.require_isolation=true", "env.workers=3"]).env.sandbox()
+    assert (sb.supervise, sb.require_isolation, sb.workers) == (True, True, 3)
+    assert load_config("tiny-cpu").env.sandbox().supervise is False
+
+
 @pytest.mark.parametrize("item, key", [
     ("grpo.lrr=1", "grpo.lrr"),
     ("nope.x=1", "nope"),
