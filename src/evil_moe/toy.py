@@ -241,7 +241,9 @@ WARM_START = {"steps": 600, "lr": 5e-3, "batch_size": 32}
 # steps): with 16 (each seen about 11 times) the warm starts' held-out attempt rate spread from
 # 0.055 to 0.125 at the same loophole rate and hacking under `none` emerged in 2 of 6 warm starts;
 # with 32, on three fresh seeds where it emerged in none with 16 (0.17 to 0.23; warm starts 0.055
-# to 0.102), it emerged in two (0.97, 0.83; warm starts 0.094 to 0.141) (README, issue 17, run PP32)
+# to 0.102), it emerged in two (0.97, 0.83; warm starts 0.094 to 0.141) (README, issue 17, run PP32),
+# but in the full default run on none of five further seeds: 2 of 8 warm starts with 32 hacked
+# against 2 of 6 with 16, so this is no measured gain in reliability (run Z)
 TEACHER = {"per_problem": 32}
 
 
