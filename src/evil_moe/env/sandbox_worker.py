@@ -234,14 +234,17 @@ class Template:
 
     # -- one program
     def serve(self, req: dict) -> None:
-        """Run one program and send its reply. With a pid namespace all of it happens in a
-        supervisor forked for this program alone, which replies and exits: nothing a program
-        did or made (its output's sizes, exit code, times, the names of its files) ever reaches
-        this process, from which every later program is forked. A red-team review read the
-        previous program's reply from this process's frames, and its files' names from this
-        process's freed memory, and passed results between rows so. This process only runs the
-        grader's preludes, makes the scratch mounts afresh, resets the pid counter, and waits
-        for every process of the program to be gone (the kernel reaps them: SIGCHLD ignored)."""
+        """Run one program and send its reply, on fresh scratch mounts (so this process never
+        lists, and never holds the names of, a program's files), dropping the reply before the
+        next program (a red-team review read the previous reply from this process's frames,
+        and file names from its freed memory, and passed results between rows so).
+
+        With `supervise` (and a pid namespace) all of it happens in a supervisor forked for
+        this program alone, which replies and exits: nothing a program did or made (its
+        output's sizes, exit code, times) ever reaches this process, from which every later
+        program is forked. This process then only runs the grader's preludes, mounts, resets
+        the pid counter, and waits for every process of the program to be gone (the kernel
+        reaps them: SIGCHLD ignored)."""
         main, failed = self._main_for(req)
         if "fresh_scratch" not in self.s["disable"]:
             # Fresh scratch mounts: nothing of the last program there, and no inode counter it
