@@ -75,6 +75,8 @@ RWF_NOWAIT = 0x8
 CLONE_NEWUSER_FLAG = 0x10000000
 CLONE_PIDFD = 0x1000
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+BPF_LD, BPF_JEQ, BPF_JGE, BPF_JSET, BPF_RET = 0x20, 0x15, 0x35, 0x45, 0x06  # LD|W|ABS, JMP|JEQ|K, JGE, JSET, RET|K
+RET_ALLOW, RET_EPERM = 0x7FFF0000, 0x00050000 | errno.EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
 SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
@@ -131,8 +133,7 @@ def _filter() -> _SockFprog:
     syscall of another ABI (32-bit or x32 calls would have other numbers); ENOSYS for clone3;
     everything else is allowed."""
     arch, nrs = SYSCALLS
-    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JGE, JSET, RET|K
-    allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+    LD, JEQ, JGE, JSET, RET, allow, deny = BPF_LD, BPF_JEQ, BPF_JGE, BPF_JSET, BPF_RET, RET_ALLOW, RET_EPERM
     by_argument = ("socket", "socketpair", "fcntl", "madvise", "preadv2", "pwritev2", "clone",
                    "unshare", "clone3", "pidfd_open")  # pidfd_open: refused by `child_filter`
     refused = [nr for name, nr in nrs.items() if name not in by_argument]
@@ -158,6 +159,12 @@ def _filter() -> _SockFprog:
              (RET, None, None, allow)]
     prog += ["nosys", (RET, None, None, 0x00050000 | errno.ENOSYS)]
     prog += ["deny", (RET, None, None, deny)]
+    return _assemble(prog)
+
+
+def _assemble(prog: list) -> _SockFprog:
+    """A seccomp program from (code, jump-if-true label, jump-if-false label, k) tuples and the
+    label strings between them (labels resolve to relative offsets; None: the next one)."""
     at, n = {}, 0
     for item in prog:
         if isinstance(item, str):
@@ -202,25 +209,16 @@ def child_filter() -> _SockFprog | None:
     if SYSCALLS is None:
         return None
     arch, nrs = SYSCALLS
-    LD, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06
-    allow, deny = 0x7FFF0000, 0x00050000 | errno.EPERM
-    code = [(LD, 0, 0, 4), (JEQ, 0, 5, arch),  # another ABI: allowed here (the first filter refuses)
-            (LD, 0, 0, 0), (JEQ, 4, 0, nrs["pidfd_open"]), (JEQ, 0, 2, nrs["clone"]),
-            (LD, 0, 0, 16), (JSET, 1, 0, CLONE_PIDFD),  # args[0]: flags
-            (RET, 0, 0, allow), (RET, 0, 0, deny)]
-    insns = (_SockFilter * len(code))(*[_SockFilter(*c) for c in code])
-    prog = _SockFprog(len(code), insns)
-    prog._keep = insns
-    return prog
+    LD, JEQ, JSET, RET, allow, deny = BPF_LD, BPF_JEQ, BPF_JSET, BPF_RET, RET_ALLOW, RET_EPERM
+    return _assemble([(LD, None, None, 4), (JEQ, None, "allow", arch),  # another ABI: the first filter refuses it
+                      (LD, None, None, 0), (JEQ, "deny", None, nrs["pidfd_open"]),
+                      (JEQ, None, "allow", nrs["clone"]),
+                      (LD, None, None, 16), (JSET, "deny", None, CLONE_PIDFD),  # args[0]: flags
+                      "allow", (RET, None, None, allow), "deny", (RET, None, None, deny)])
 
 
 def install_filter(prog: _SockFprog) -> None:
-    """Install `prog` on this process (on top of any filter it has)."""
-    _seccomp(prog)
-
-
-def _seccomp(prog: _SockFprog) -> None:
-    """Install a seccomp filter on this process (no_new_privs must be set)."""
+    """Install a seccomp filter on this process, on top of any it has (no_new_privs must be set)."""
     _check(_PRCTL(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0), "seccomp")
 
 
@@ -328,7 +326,7 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
             notes.append(f"keyrings not blocked (no seccomp filter for {os.uname().machine})")
         else:
             try:
-                _seccomp(_filter())
+                install_filter(_filter())
                 refused = _libc.syscall(SYSCALLS[1]["keyctl"], 0, -3, 0) == -1  # keyctl(GET_KEYRING_ID)
                 iso["no_keyrings"] = refused and ctypes.get_errno() == errno.EPERM
                 iso["no_file_channels"] = iso["no_keyrings"] and _flock_refused()
@@ -441,8 +439,8 @@ def fresh_scratch(path: str, file_size_mb: int) -> None:
 
 # What a program sees: the view's manifest (`sandbox_view.manifest`: the interpreter, the standard
 # library, the libraries they load, a few commands, the loader's cache and the time zone), a
-# private /dev with DEV_NODES, this pid namespace's /proc and private scratch. No home, no /work,
-# no site-packages, no /usr beyond those files, no /var, /run or /sys.
+# private /dev with DEV_NODES, an empty /proc and a private /tmp. No home, no /work, no
+# site-packages beyond `sandbox_view.PACKAGES`, no /usr beyond those files, no /run or /sys.
 DEV_NODES = ("null", "zero", "random", "urandom")
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41}.get(os.uname().machine)
 MNT_DETACH = 2
@@ -454,7 +452,8 @@ def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int,
                  no_proc: bool) -> None:
     """Make `new` (an existing empty directory) this mount namespace's root, holding only the
     view's manifest (`sandbox_view`), read-only; a private /dev with DEV_NODES only (no pty: no
-    ptmx, no pts); empty private tmpfs on /tmp, /var/tmp and /dev/shm; and, with `no_proc`, an
+    ptmx, no pts); an empty private tmpfs on /tmp, with /var/tmp and /dev/shm links into it
+    (SCRATCH_LINKS); and, with `no_proc`, an
     empty /proc (the template keeps a handle on its pid namespace's counter), else this pid
     namespace's /proc (if `own_proc`; the host's otherwise). The old root is detached, so no
     other host path (data, sockets) is reachable. The files this process has mapped (its
@@ -559,17 +558,15 @@ def _no_ipc_objects() -> None:
         f.write(f"{semmsl} {semmns} {semopm} 0")
 
 
-def _python_dirs(resolved: bool = True) -> list[str]:
-    """The interpreter's own directories (prefixes, stdlib, site-packages), top-most only: as
-    real paths, and (not `resolved`) as the interpreter names them too."""
+def _python_dirs() -> list[str]:
+    """The interpreter's own directories (prefixes, stdlib, site-packages), top-most, as real
+    paths."""
     import site
 
     dirs = [p for p in (sys.prefix, sys.exec_prefix, sys.base_prefix,
                         os.path.dirname(os.path.realpath(sys.executable)), *sys.path,
                         *site.getsitepackages()) if p and os.path.isdir(p)]
     found = {os.path.realpath(p) for p in dirs}
-    if not resolved:
-        found |= {os.path.abspath(p) for p in dirs}
     top: list[str] = []
     for d in sorted(found):
         if not any(d.startswith(t + "/") or d == t for t in top):

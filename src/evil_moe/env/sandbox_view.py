@@ -29,6 +29,7 @@ import fnmatch
 import importlib.util
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -135,7 +136,7 @@ _mlock.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 MAP_FAILED = ctypes.c_void_p(-1).value
 
 
-NOT_FILES = ("/proc", "/dev", "/tmp", "/var/tmp")  # in the view: no page cache, or private
+NOT_FILES = ("/proc", "/dev", "/tmp")  # in the view: no page cache, or private (/var/tmp is a link)
 
 
 def view_files(root: str) -> list[str]:
@@ -151,8 +152,8 @@ def view_files(root: str) -> list[str]:
 def mapped_files() -> list[str]:
     """The files this process has mapped (its programs inherit the mappings)."""
     with open("/proc/self/maps") as f:
-        return sorted({line.split(None, 5)[5].rstrip("\n") for line in f
-                       if len(line.split(None, 5)) == 6 and line.split(None, 5)[5].startswith("/")})
+        fields = [line.rstrip("\n").split(None, 5) for line in f]
+    return sorted({f[5] for f in fields if len(f) == 6 and f[5].startswith("/")})
 
 
 def pin(paths: list[str], dontfork: bool = False) -> tuple[int, int, str | None]:
@@ -172,7 +173,7 @@ def pin(paths: list[str], dontfork: bool = False) -> tuple[int, int, str | None]
             continue  # a socket, a link, or gone: nothing to keep in memory
         try:
             st = os.fstat(fd)
-            if not (st.st_mode & 0o170000 == 0o100000) or st.st_size == 0 or (st.st_dev, st.st_ino) in seen:
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0 or (st.st_dev, st.st_ino) in seen:
                 continue
             seen.add((st.st_dev, st.st_ino))
             addr = _mmap(None, st.st_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0)

@@ -176,8 +176,9 @@ class Template:
         self.used = [0, 0, 0]  # how much of each buffer the last program filled
         self.uid = UID_BASE + host_pid if iso["uid_drop"] else None
         self.child_filter = child_filter() if iso["no_keyrings"] and "child_filter" not in settings["disable"] else None
-        # With a pid namespace each program runs under a supervisor of its own (`serve`), and
-        # this process reaps nothing itself: the kernel does (no exit status reaches it).
+        # With `supervise` (and a pid namespace) each program runs under a supervisor of its
+        # own (`serve`), and this process reaps nothing itself: the kernel does (no exit status
+        # reaches it).
         self.supervised = iso["pid_namespace"] and bool(settings.get("supervise"))
         if self.supervised:
             signal.signal(signal.SIGCHLD, signal.SIG_IGN)
