@@ -17,6 +17,7 @@ No test here uses a module-wide sandbox: a running sandbox pins the view's files
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import sys
 import sysconfig
@@ -224,14 +225,8 @@ def test_the_view_holds_the_interpreter_and_standard_library_only():
             print(os.system('true'), os.path.isdir(os.path.join(os.path.dirname(os.__file__), 'test')),
                   os.listdir(os.path.join(os.path.dirname(os.__file__), 'test')))
         """)))
-    has_sc = importlib_find("sortedcontainers")
+    has_sc = importlib.util.find_spec("sortedcontainers") is not None
     assert r.stdout == f"[False, False, {has_sc}, True]\n0 True []\n", r
-
-
-def importlib_find(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 def test_place_copies_each_symlink_on_the_way_and_binds_what_it_ends_at(tmp_path):
