@@ -359,8 +359,9 @@ def test_setsid_double_fork_daemon_is_gone_afterwards(host):
             if os.fork() == 0:
                 os.execvp('sleep', ['sleep', '{DAEMON_MARK}'])
             os._exit(0)
-        import subprocess
-        subprocess.Popen(['sleep', '{DAEMON_MARK}'], start_new_session=True)
+        if os.fork() == 0:  # a daemon that execs at once, in a session of its own
+            os.setsid()
+            os.execvp('sleep', ['sleep', '{DAEMON_MARK}'])
         print('detached')
     """)
     assert (r.error, r.returncode, r.stdout) == (None, 0, "detached\n")

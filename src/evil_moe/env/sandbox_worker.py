@@ -2,7 +2,7 @@
 
 Started by `evil_moe.env.sandbox.Sandbox` as ``python -I -S sandbox_worker.py '<json settings>'``
 with a fixed minimal environment, so it never holds the grader's memory or variables. It uses
-the standard library (and `sandbox_isolation.py` beside it) only, and never imports `evil_moe`.
+the standard library (and `sandbox_isolation.py`, `sandbox_seccomp.py` beside it) only, and never imports `evil_moe`.
 
 Layout (when the host allows namespaces):
 
@@ -42,15 +42,14 @@ from sandbox_isolation import (  # noqa: E402
     PR_SET_CHILD_SUBREAPER,
     PR_SET_DUMPABLE,
     SCRATCH,
-    child_filter,
     drop_capabilities,
     fresh_scratch,
-    install_filter,
     isolate,
     prctl,
     scratch_dirs,
     unshare,
 )
+from sandbox_seccomp import child_filter, install_filter  # noqa: E402
 
 del sys.path[0]
 
