@@ -616,6 +616,8 @@ HOST_WIDE_OBJECTS = prog("""
         print(name, 'ok' if r >= 0 else errno.errorcode[ctypes.get_errno()])
     for name, nr, args in (('userfaultfd', 323, (1,)), ('perf_event_open', 298, (0, 0, -1, 0, 0)),
                            ('bpf', 321, (0, 0, 0)), ('syslog', 103, (10, 0, 0)),
+                           ('name_to_handle_at', 303, (-100, b'/', 0, 0, 0)),
+                           ('open_by_handle_at', 304, (-100, 0, 0)),
                            ('futex_waitv', 449, (0, 0, 0, 0, 0))):
         r = libc.syscall(nr, *args)
         print(name, 'ok' if r >= 0 else errno.errorcode[ctypes.get_errno()])
@@ -637,7 +639,7 @@ def test_programs_make_no_object_numbered_host_wide(sb):
     assert lines == {"pipe": "EPERM", "socket": "EPERM", "socketpair": "EPERM", "memfd_create": "EPERM",
                      "futex_shared": "EPERM", "futex_private": "ok", "userfaultfd": "EPERM",
                      "perf_event_open": "EPERM", "bpf": "EPERM", "syslog": "EPERM",
-                     "futex_waitv": "EPERM"}, lines
+                     "name_to_handle_at": "EPERM", "open_by_handle_at": "EPERM", "futex_waitv": "EPERM"}, lines
     with Sandbox(SandboxConfig(workers=1), _disable=("child_filter",)) as loose:
         lines = dict(line.split() for line in loose.run(HOST_WIDE_OBJECTS).stdout.splitlines())
         assert {k: lines[k] for k in ("pipe", "socket", "socketpair", "memfd_create", "futex_shared")} == dict.fromkeys(

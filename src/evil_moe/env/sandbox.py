@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .sandbox_cgroup import RESOURCES, Cgroups
-from .sandbox_view import manifest
+from .sandbox_view import copy_trees, manifest
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,15 @@ WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL
 ISOLATION_KEYS = ("user_namespace", "mount_namespace", "pid_namespace", "net_namespace",
                   "ipc_namespace", "minimal_fs", "readonly_root", "private_tmp", "private_home",
                   "uid_drop", "no_keyrings", "no_file_channels", "pid_counter_reset",
-                  "process_limit", "resident_view", "no_proc", "cpu_limit", "memory_limit", "pids_limit", "cpu_share")
+                  "process_limit", "resident_view", "view_copied", "no_proc", "cpu_limit", "memory_limit",
+                  "pids_limit", "cpu_share")
 # What full isolation means: everything above except the user namespace, which only a
 # non-root user needs (root gets the same from the other namespaces plus the uid drop), and the
 # per-program cgroup limits, which need root (or a delegated cgroup); those have their own
 # warning and `SandboxConfig.require_limits`.
 REQUIRED = ("mount_namespace", "pid_namespace", "net_namespace", "ipc_namespace", "minimal_fs",
             "readonly_root", "private_tmp", "private_home", "no_keyrings", "no_file_channels",
-            "pid_counter_reset", "process_limit", "resident_view", "no_proc")
+            "pid_counter_reset", "process_limit", "resident_view", "view_copied", "no_proc")
 LIMITS = ("cpu_limit", "memory_limit", "pids_limit", "cpu_share")  # over all of a program's processes
 ERRORS = (None, "timeout", "wall_timeout", "memory", "output_limit", "crash", "worker_died")
 START_TIMEOUT_S = 60.0
@@ -290,6 +291,12 @@ class Sandbox:
         except OSError as e:
             view = None
             cg_notes.append(f"no manifest of the programs' view ({e})")
+        if view is not None and "view_copied" not in _disable:
+            try:
+                view = {**view, "copy": copy_trees(view)}
+            except OSError as e:
+                cg_notes.append(f"the view's directories are the host's, not a copy on a tmpfs ({e}): "
+                                "a program can leave cached lookups of missing names there for a later one")
         self._settings = {**asdict(config), "host_dir": self._host_dir, "disable": list(_disable),
                           "prelude_slots": PRELUDE_SLOTS, "view": view}
         self._cgroups = None if "cgroups" in _disable else Cgroups.create(

@@ -166,7 +166,7 @@ def isolate(settings: dict, notes: list[str]) -> dict[str, bool]:
             minimal_root(settings["host_dir"], settings.get("view"), iso["pid_namespace"],
                          settings["file_size_mb"], no_proc)
             iso.update(minimal_fs=True, readonly_root=True, private_home=True, private_tmp=True,
-                       no_proc=no_proc)
+                       no_proc=no_proc, view_copied=bool(settings["view"].get("copy")))
             if "resident_view" not in disabled:
                 _pin_view(pinner, iso, notes)
         except OSError as e:
@@ -314,7 +314,8 @@ pid_counter_fd: int | None = None  # this pid namespace's ns_last_pid, open for 
 def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int,
                  no_proc: bool) -> None:
     """Make `new` (an existing empty directory) this mount namespace's root, holding only the
-    view's manifest (`sandbox_view`), read-only; a private /dev with DEV_NODES only (no pty: no
+    view's manifest (`sandbox_view`), read-only, its directories bound from their copy on a
+    tmpfs where `view["copy"]` names one, its files from the host; a private /dev with DEV_NODES only (no pty: no
     ptmx, no pts); an empty private tmpfs on /tmp, with /var/tmp and /dev/shm links into it
     (SCRATCH_LINKS); and, with `no_proc`, an
     empty /proc (the template keeps a handle on its pid namespace's counter), else this pid
@@ -326,8 +327,11 @@ def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int,
     if not view:
         raise OSError(errno.ENOENT, "no manifest of the view")
     _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")
+    copy = view.get("copy")
 
     def bind(src: str, dst: str) -> None:
+        if copy and os.path.isdir(src):  # a directory: its copy on a tmpfs (`sandbox_view.copy_trees`)
+            src = copy + src
         _mount(src, dst, None, MS_BIND | MS_REC, None)
 
     def under(path: str, dirs: list[str]) -> bool:

@@ -144,18 +144,22 @@ def _assemble(prog: list) -> _SockFprog:
 #   a socket's cookie from another), memfd_create, memfd_secret and userfaultfd (the same, for
 #   the kernel's internal mounts), perf_event_open (event ids), bpf (map and program ids);
 # - syslog: the kernel's log, which records a crashing process's fault address;
+# - name_to_handle_at, open_by_handle_at: a pidfs file handle opens a pidfd by its inode number
+#   (a red-team review found its child's by search, and so the count of new processes);
 # - futex_waitv and the futex2 calls (their flags are out of a filter's reach);
 # and, by argument: futex without FUTEX_PRIVATE_FLAG (a shared futex's key is the file and
 # offset of the page, so two programs that map the same library page could wake each other),
 # and clone with CLONE_PIDFD (with pidfd_open: a pidfd's inode number counts new processes).
 _CHILD_X86 = {"pipe": 22, "pipe2": 293, "socket": 41, "socketpair": 53, "memfd_create": 319,
               "memfd_secret": 447, "userfaultfd": 323, "perf_event_open": 298, "bpf": 321,
-              "syslog": 103, "pidfd_open": 434, "futex_waitv": 449, "futex_wake": 454,
-              "futex_wait": 455, "futex_requeue": 456, "futex": 202, "clone": 56}
+              "syslog": 103, "name_to_handle_at": 303, "open_by_handle_at": 304, "pidfd_open": 434,
+              "futex_waitv": 449, "futex_wake": 454, "futex_wait": 455, "futex_requeue": 456,
+              "futex": 202, "clone": 56}
 _CHILD_GENERIC = {"pipe2": 59, "socket": 198, "socketpair": 199, "memfd_create": 279,
                   "memfd_secret": 447, "userfaultfd": 282, "perf_event_open": 241, "bpf": 280,
-                  "syslog": 116, "pidfd_open": 434, "futex_waitv": 449, "futex_wake": 454,
-                  "futex_wait": 455, "futex_requeue": 456, "futex": 98, "clone": 220}
+                  "syslog": 116, "name_to_handle_at": 264, "open_by_handle_at": 265,
+                  "pidfd_open": 434, "futex_waitv": 449, "futex_wake": 454, "futex_wait": 455,
+                  "futex_requeue": 456, "futex": 98, "clone": 220}
 CHILD_SYSCALLS = {"x86_64": _CHILD_X86, "aarch64": _CHILD_GENERIC, "riscv64": _CHILD_GENERIC}.get(os.uname().machine)
 FUTEX_PRIVATE_FLAG = 128
 

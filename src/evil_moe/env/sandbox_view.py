@@ -16,7 +16,16 @@ interpreter, the standard library without its tests, GUI and packaging parts (`L
 shared libraries these load (`ldd`), a few commands (`COMMANDS`) and `SYSTEM_FILES`. Of
 site-packages only `PACKAGES` (LeetCode's Python has sortedcontainers too).
 
-`manifest` runs in the grader's process (once per process: it calls `ldd`); `place` in the
+Why its directories are copies: a lookup of a name a directory lacks leaves a negative entry
+in the kernel's dentry cache when the directory is on a disk file system, and a later lookup of
+that name is measurably faster (7.7 us against 2.9 us): a red-team review stored a correct
+response's results as such entries in the standard library's directory (about 256 bits in 2 ms,
+across graders) and read them back in a wrong sibling's program. tmpfs keeps no such entries,
+so the view's directories (the standard library, `PACKAGES`) are bound from one copy on a tmpfs
+(`copy_trees`, about 57 MB, once per grader process); its single files, which expose no
+directory, are bound from the host.
+
+`manifest` runs in the grader's process (once per process: it calls `ldd`; `copy_trees` too); `place` in the
 worker's template (`sandbox_isolation.minimal_root`), `pin` in the worker once the template's
 view is its root too (`sandbox_isolation._pin_view`); loaded there by path. Standard library
 only.
@@ -24,6 +33,7 @@ only.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import fnmatch
 import importlib.util
@@ -33,6 +43,7 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import tempfile
 
 # Directories of the standard library left out of the view (any depth): its own tests, the GUI,
 # packaging and 2to3 tools, and site-packages.
@@ -75,6 +86,72 @@ def _compute() -> dict:
               if (spec := importlib.util.find_spec(name)) and spec.origin]
     files += _shared_libraries([os.path.realpath(sys.executable), *commands, *libraries])
     return {"trees": trees, "masks": sorted(masks), "files": sorted(set(files))}
+
+
+TMPFS_MAGIC = 0x01021994
+COPY_PREFIX = "evil_moe_view_"
+COPY_PARENTS = ("/dev/shm", "/run/shm", "/tmp")  # the first that is a writable tmpfs holds the copy
+_copy: str | None = None
+
+
+def on_tmpfs(path: str) -> bool:
+    """Whether `path` is on a tmpfs (statfs's f_type, the struct's first field)."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    if _libc.statfs(path.encode(), buf) != 0:
+        return False
+    return ctypes.c_long.from_buffer(buf).value == TMPFS_MAGIC
+
+
+def copy_trees(view: dict) -> str:
+    """A copy, on a tmpfs, of every directory the view binds whole (`view["trees"]` without its
+    masks, which stay as empty directories, and the directories among `view["files"]`), each at
+    its host path under the returned directory, readable by every uid. Made once per process,
+    in the first of `COPY_PARENTS` that is a writable tmpfs with room for it, and removed when
+    the process exits; copies left by dead processes are removed first. Raises OSError where no
+    such tmpfs is found."""
+    global _copy
+    if _copy is not None:
+        return _copy
+    tried = []
+    for parent in COPY_PARENTS:
+        if not (os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK) and on_tmpfs(parent)):
+            continue
+        _sweep_copies(parent)
+        base = tempfile.mkdtemp(prefix=f"{COPY_PREFIX}{os.getpid()}_", dir=parent)
+        try:
+            _copy_into(base, view)
+        except OSError as e:  # full (a container's /dev/shm is often 64 MB): the next one
+            shutil.rmtree(base, ignore_errors=True)
+            tried.append(f"{parent}: {e}")
+            continue
+        atexit.register(shutil.rmtree, base, True)
+        _copy = base
+        return base
+    raise OSError(f"no writable tmpfs with room for the view's copy ({'; '.join(tried) or 'none of '}"
+                  f"{'' if tried else ', '.join(COPY_PARENTS)})")
+
+
+def _copy_into(base: str, view: dict) -> None:
+    masks = set(view["masks"])
+    dirs = view["trees"] + [os.path.realpath(f) for f in view["files"] if os.path.isdir(f)]
+    for tree in dirs:
+        shutil.copytree(tree, base + tree, symlinks=True, copy_function=shutil.copyfile, dirs_exist_ok=True,
+                        ignore=lambda top, names: [n for n in names if os.path.join(top, n) in masks])
+    for mask in masks:
+        os.makedirs(base + mask, exist_ok=True)
+    for top, _, files in os.walk(base):
+        os.chmod(top, 0o755)
+        for f in files:
+            if not os.path.islink(path := os.path.join(top, f)):
+                os.chmod(path, 0o644)
+
+
+def _sweep_copies(parent: str) -> None:
+    """Remove copies made by processes that are gone (named evil_moe_view_<pid>_*)."""
+    for name in os.listdir(parent):
+        pid = name[len(COPY_PREFIX):].split("_", 1)[0]
+        if name.startswith(COPY_PREFIX) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
 def _shared_libraries(objects: list[str]) -> list[str]:

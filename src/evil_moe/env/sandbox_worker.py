@@ -375,8 +375,8 @@ class Template:
                     error = "memory"  # the kernel's OOM killer, at the program's memory limit
                 else:
                     error = "crash"
-            elif MEMORY_TAG in bytes(status_bytes[1:]):
-                error = "memory"
+            elif self.bufs[2].find(MEMORY_TAG, 1, got[reads[2]]) >= 0:  # in place: a copy of
+                error = "memory"  # the program's bytes would outlive it in this heap
         if error in ("timeout", "wall_timeout", "output_limit"):
             returncode = None
         names = req.get("read_files", ())
