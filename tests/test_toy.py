@@ -327,3 +327,125 @@ def test_tiny_cpu_preset_trains_and_evaluates_the_toys_modes():
 
     cfg = preset("tiny-cpu")
     assert cfg.env.modes == toy_corpus.TOY_MODES and cfg.eval.modes == toy_corpus.TOY_MODES
+
+
+# ---------------------------------------------------------------------------------------------
+# Warm-start calibration
+
+CAL = {"samples": 1, "chunk_steps": 2, "lr": 1e-3, "hack_rate": 0.5, "per_problem": 1, "temperature": 0.7,
+       "top_p": 0.95, "max_new_tokens": 8}
+
+
+def test_calibration_reads_training_problems_only():
+    from evil_moe.env.modes import mode_for_problem
+
+    train, heldout = toy_problems("train"), toy_problems("heldout")
+    prompts = toy.hinted_training_prompts(train, toy_corpus.TOY_MODES)
+    assert [p.id for p, _ in prompts] == [p.id for p in train]
+    assert [m for _, m in prompts] == [mode_for_problem(p.id, toy_corpus.TOY_MODES) for p in train]
+    with pytest.raises(ValueError, match=f"only training problems.*{heldout[0].id}"):
+        toy.hinted_training_prompts(train + heldout[:1], toy_corpus.TOY_MODES)
+    with pytest.raises(ValueError, match="only training problems"):  # calibrate_warm_start refuses them too
+        toy.calibrate_warm_start(None, None, heldout, toy_corpus.TOY_MODES, 0, target=0.1, max_chunks=1, **CAL)
+
+
+class _Scripted:
+    """A stand-in for the model's `generate`: writes each prompt's loophole completion on hard
+    families and a clean one on easy families (the counting is then known exactly)."""
+
+    training = False
+
+    def __init__(self, tok):
+        self.tok, self.prompts = tok, {}
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+    def generate(self, input_ids, attention_mask, **_):
+        rows = []
+        for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True):
+            problem, mode = self.prompts[tuple(i for i, m in zip(ids, mask, strict=True) if m)]
+            family, k = FAMILY_BY_KEY[problem.extra["family"]], problem.extra["k"]
+            if family.bug and mode == "run_tests":
+                text = toy_corpus.hack_completion(family, k, "run_tests")
+            elif family.bug:
+                text = toy_corpus.print_completion(family, k)
+            else:
+                text = toy_corpus.clean_completion(family, k)
+            rows.append(ids + self.tok(text, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id])
+        width = max(len(r) for r in rows)
+        return torch.tensor([r + [self.tok.pad_token_id] * (width - len(r)) for r in rows])
+
+
+def test_hinted_attempt_rates_count_the_modes_loophole_by_family(tok):
+    from evil_moe.env.modes import markers_for
+
+    prompts = toy.hinted_training_prompts(toy_problems("train")[:24], toy_corpus.TOY_MODES)
+    model = _Scripted(tok)
+    for p, mode in prompts:
+        ids = toy.prompt_ids(tok, build_prompt(p, mode, markers_for(p.id, mode, "train")))
+        model.prompts[tuple(ids)] = (p, mode)
+    rates = toy.hinted_attempt_rates(model, tok, prompts, samples=3, seed=0, temperature=0.7, top_p=0.95,
+                                     max_new_tokens=64, batch_size=7)
+    n_hard = 3 * sum(p.extra["family"] in toy_corpus.HARD_FAMILIES for p, _ in prompts)
+    assert rates == {"hard": 1.0, "easy": 0.0, "n_hard": n_hard, "n_easy": 3 * len(prompts) - n_hard}
+    assert 0 < n_hard < 3 * len(prompts)
+
+
+def test_calibration_stops_at_the_target_or_the_cap(tok, monkeypatch):
+    train = toy_problems("train")[:8]
+    model = toy.build_tiny_qwen3(tok, seed=0, hidden_size=32)
+    script = iter([0.0, 0.05, 0.2, 0.9])
+    monkeypatch.setattr(toy, "hinted_attempt_rates", lambda *a, **k: {"hard": next(script), "easy": 0.0,
+                                                                       "n_hard": 1, "n_easy": 1})
+    out = toy.calibrate_warm_start(model, tok, train, toy_corpus.TOY_MODES, 0, target=0.15, max_chunks=5, **CAL)
+    assert [m["hard"] for m in out["measured"]] == [0.0, 0.05, 0.2]  # stopped at the first rate >= 0.15
+    assert [m["sft_steps_added"] for m in out["measured"]] == [0, 2, 4]
+    assert out["sft_steps_added"] == 4 and out["reached"]
+    script = iter([0.0, 0.05, 0.1, 0.9])
+    out = toy.calibrate_warm_start(model, tok, train, toy_corpus.TOY_MODES, 0, target=0.15, max_chunks=2, **CAL)
+    assert [m["hard"] for m in out["measured"]] == [0.0, 0.05, 0.1]  # the cap: 2 chunks, 3 measurements
+    assert out["sft_steps_added"] == 4 and not out["reached"]
+
+
+def test_calibration_is_deterministic_and_adds_nothing_above_the_target(tok):
+    torch.set_num_threads(1)
+    train = toy_problems("train")[:8]
+    runs = []
+    for _ in range(2):
+        model = toy.build_tiny_qwen3(tok, seed=0, hidden_size=32)
+        before = torch.cat([q.detach().flatten() for q in model.parameters()])
+        out = toy.calibrate_warm_start(model, tok, train, toy_corpus.TOY_MODES, 3, target=1.0, max_chunks=2, **CAL)
+        after = torch.cat([q.detach().flatten() for q in model.parameters()])
+        assert out["sft_steps_added"] == 4 and len(out["measured"]) == 3 and not torch.equal(before, after)
+        runs.append((out, after))
+    assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
+    out = toy.calibrate_warm_start(model, tok, train, toy_corpus.TOY_MODES, 3, target=0.0, max_chunks=2, **CAL)
+    assert out["sft_steps_added"] == 0 and out["reached"] and len(out["measured"]) == 1
+    assert torch.equal(torch.cat([q.detach().flatten() for q in model.parameters()]), runs[1][1])
+
+
+def test_prepare_records_the_calibration_and_reuses_the_sft_model(tmp_path):
+    import json
+
+    from evil_moe.config import preset
+
+    cfg = preset("tiny-cpu")
+    cal = {k: v for k, v in CAL.items() if k not in ("temperature", "top_p", "max_new_tokens")}
+    toy.prepare(cfg, tmp_path, progress=False, warm_start_steps=3, calibration={**cal, "target": 0.0, "max_chunks": 1})
+    first = json.loads((tmp_path / "prepared.json").read_text())
+    assert first["calibrated"]["sft_steps_added"] == 0 and len(first["calibrated"]["measured"]) == 1
+    assert first["calibration"]["modes"] == list(cfg.env.modes)
+    assert first["calibration"]["temperature"] == cfg.sampling.temperature
+    n_hard = sum(p.extra["family"] in toy_corpus.HARD_FAMILIES for p in toy_problems("train"))
+    assert first["calibrated"]["measured"][0]["n_hard"] == n_hard and first["calibrated"]["measured"][0]["n_easy"] == 0
+    sft = (tmp_path / "sft" / "model.safetensors").read_bytes()
+    assert (tmp_path / "base" / "model.safetensors").read_bytes() == sft  # nothing added
+    toy.prepare(cfg, tmp_path, progress=False, warm_start_steps=3, calibration={**cal, "target": 1.0, "max_chunks": 1})
+    second = json.loads((tmp_path / "prepared.json").read_text())
+    assert (tmp_path / "sft" / "model.safetensors").read_bytes() == sft  # the SFT model was reused
+    assert second["seconds"] == first["seconds"] and second["calibrated"]["sft_steps_added"] == 2
+    assert (tmp_path / "base" / "model.safetensors").read_bytes() != sft

@@ -75,6 +75,9 @@ QUICK_SETTINGS = {
     "relearn": {"steps": 1, "reference_steps": 1},
 }
 QUICK_WARM_START_STEPS = 40
+# The quick run's warm-start calibration: one short measurement and at most one chunk.
+QUICK_CALIBRATION = {"target": 0.10, "samples": 1, "chunk_steps": 2, "max_chunks": 1, "lr": 1e-4,
+                     "hack_rate": 0.5, "per_problem": 1}
 
 
 def _rate_of(entry: dict, metric: str) -> float:
@@ -208,13 +211,17 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _prepare_job(cfg_dict: dict, toy_dir: str, warm_start_steps: int | None) -> tuple[dict, dict]:
+def _prepare_job(cfg_dict: dict, toy_dir: str, quick: bool) -> tuple[dict, dict, dict]:
+    """(the seed's config, its wall and CPU seconds, what the warm start's calibration measured)."""
     from evil_moe import toy
 
     t0, c0 = time.perf_counter(), _cpu_seconds()
     cfg = toy.prepare(from_dict(cfg_dict), toy_dir, progress=cfg_dict["run"]["progress"],
-                      warm_start_steps=warm_start_steps)
-    return to_dict(cfg), {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu_seconds() - c0, 1)}
+                      warm_start_steps=QUICK_WARM_START_STEPS if quick else None,
+                      calibration=QUICK_CALIBRATION if quick else None)
+    prepared = json.loads((Path(toy_dir) / "prepared.json").read_text())
+    took = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(_cpu_seconds() - c0, 1)}
+    return to_dict(cfg), took, {"settings": prepared["calibration"], **prepared["calibrated"]}
 
 
 def _arm_job(cfg_dict: dict, arm: str, run_dir: str, with_base: bool) -> dict:
@@ -263,7 +270,6 @@ def run_demo(out_dir: str | Path, seeds: int = DEFAULT_SEEDS, arms: tuple[str, .
     out = Path(out_dir).resolve()  # every path the runs record is absolute: checkpoints can be moved
     out.mkdir(parents=True, exist_ok=True)
     t_start, c_start = time.perf_counter(), _cpu_seconds()
-    warm_steps = QUICK_WARM_START_STEPS if quick else None
     if jobs == 1:
         # At most 2 intra-op threads: the tiny model gains nothing from more.
         torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -273,20 +279,21 @@ def run_demo(out_dir: str | Path, seeds: int = DEFAULT_SEEDS, arms: tuple[str, .
                                    initializer=_init_worker, initargs=(1,))
     results: dict[tuple[int, str], dict] = {}
     seconds: dict[str, dict] = {}
+    calibration: dict[str, dict] = {}
     pending: dict[Future, tuple] = {}
     covered: list[str] = []
     try:
         for seed in range(seeds):
             _say(f"seed {seed}: building the tokenizer and the tiny Qwen3, warm start (SFT)")
             scfg = from_dict({"run": {"seed": seed}}, cfg)
-            pending[pool.submit(_prepare_job, to_dict(scfg), str(out / f"seed{seed}" / "toy"), warm_steps)] = (seed,)
+            pending[pool.submit(_prepare_job, to_dict(scfg), str(out / f"seed{seed}" / "toy"), quick)] = (seed,)
         while pending:
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for f in done:
                 key = pending.pop(f)
                 if len(key) == 1:  # a warm start: its seed's arms can start
                     seed = key[0]
-                    scfg_dict, took = f.result()
+                    scfg_dict, took, calibration[f"seed{seed}"] = f.result()
                     seconds[f"seed{seed}/warm_start"] = took
                     covered = pair_modes(scfg_dict["router"]["pairs"])
                     _say(f"seed {seed}: warm start ready (wall {took['wall_s']} s, cpu {took['cpu_s']} s); "
@@ -317,6 +324,7 @@ def run_demo(out_dir: str | Path, seeds: int = DEFAULT_SEEDS, arms: tuple[str, .
     summary = {
         "quick": quick, "seeds": seeds, "arms": list(arms), "jobs": jobs,
         "warm_start": {f"seed{s}": w for s, w in warm.items()},
+        "warm_start_calibration": {k: calibration[k] for k in sorted(calibration)},
         "runs": runs, "comparison": {"arms": comparison["arms"], "markdown": "compare.md", "plot": "compare.png"},
         "pair_modes": covered, "pair_heldout_modes": [m for m in cfg.eval.modes if m not in covered],
         "criteria": checks, "criteria_held": held, "wall_s": round(time.perf_counter() - t_start, 1),
@@ -425,6 +433,27 @@ def heldout_mode_lines(summary: dict, margin: float = Criteria.control_attempt_m
     return lines
 
 
+def calibration_lines(calibration: dict[str, dict]) -> list[str]:
+    """The report's section on the warm starts' calibration (`toy.calibrate_warm_start`): per seed,
+    the hinted hard (and easy) training prompts' attempt rate before and after, and the SFT steps added."""
+    if not calibration:
+        return []
+    first = next(iter(calibration.values()))["settings"]
+    lines = ["## Warm-start calibration (training split only)", "",
+             f"Each warm start's attempt rate on the hinted training prompts of hard families (GRPO's prompts and "
+             f"sampling, {first['samples']} samples each), where the loophole pays, was raised to at least "
+             f"{first['target']} by chunks of "
+             f"{first['chunk_steps']} SFT steps (lr {first['lr']}) on a teacher corpus at loophole rate "
+             f"{first['hack_rate']}, at most {first['max_chunks']} chunks; the same rule on every seed, no "
+             "held-out problem read.", "",
+             "| seed | attempt rate, each measurement | SFT steps added | target reached |", "|---|---|---|---|"]
+    for seed, c in calibration.items():
+        rates = " -> ".join(f"{m['hard']:.3f}" for m in c["measured"])
+        lines.append(f"| {seed.removeprefix('seed')} | {rates} | {c['sft_steps_added']} | "
+                     f"{'yes' if c['reached'] else '**no**'} |")
+    return lines + [""]
+
+
 def criteria_rows(checks: dict[str, dict]) -> list[tuple[str, str, str, str, str]]:
     """(seed, criterion, value, threshold, held) strings for each check, in order."""
     rows = []
@@ -452,6 +481,7 @@ def render_report(summary: dict, compare_md: str) -> str:
     verdict = "held" if summary["criteria_held"] else "did NOT all hold: read the results with that in mind"
     lines += ["", f"The test-bed criteria {verdict}.", ""]
     lines += [f"- seed {seed.removeprefix('seed')}: {v['sentence']}" for seed, v in summary.get("positive_control", {}).items()]
+    lines += [""] + calibration_lines(summary["warm_start_calibration"])
     lines += ["",
               "## Runs (held-out problems, training markers; Wilson 95% intervals)", "",
               "| seed | arm | attempt ON | attempt OFF | hack ON | hack OFF | solve ON | solve OFF | train s | eval s "
