@@ -646,6 +646,45 @@ def test_programs_make_no_object_numbered_host_wide(sb):
             ("pipe", "socket", "socketpair", "memfd_create", "futex_shared"), "ok"), lines
 
 
+OWN_CHANNEL_NUMBERS = prog("""
+    import os
+    print(*(os.fstat(fd).st_ino for fd in (1, 2, 3)))
+""")
+HUGETLB_MAPS = prog("""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+    refused = 0
+    for _ in range(300):  # MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB: numbers an inode even if it fails
+        libc.mmap(None, 2 << 20, 3, 0x2 | 0x20 | 0x40000, -1, 0)
+        refused += ctypes.get_errno() == 1
+    print(refused)
+""")
+
+
+def test_a_programs_own_channels_are_numbered_the_same_for_every_program(sb):
+    """A pipe's inode number comes from a counter the whole host shares, and an anonymous
+    MAP_HUGETLB mapping moves it (the kernel numbers the mapping's inode even when the map then
+    fails): a red-team review moved it from one program and read it off the next program's own
+    status pipe (fd 3), passing a correct sibling's answer to a wrong one. A program's stdout,
+    stderr and status are FIFOs in its fresh /tmp (numbered from that mount's own counter: the
+    same numbers for every program), and MAP_HUGETLB is refused. The control, with plain pipes
+    and no second filter: the numbers differ from one program to the next, and the maps go
+    through to the kernel."""
+    need(sb, "private_tmp", "no_keyrings")
+    if os.uname().machine != "x86_64":
+        pytest.skip("the probe uses x86_64 flags")
+    with Sandbox(SandboxConfig(workers=1)) as one:
+        before = one.run(OWN_CHANNEL_NUMBERS).stdout
+        assert one.run(HUGETLB_MAPS).stdout == "300\n"
+        assert one.run(OWN_CHANNEL_NUMBERS).stdout == before, before
+    with Sandbox(SandboxConfig(workers=1), _disable=("fresh_scratch", "child_filter")) as loose:
+        first = loose.run(OWN_CHANNEL_NUMBERS).stdout
+        assert loose.run(HUGETLB_MAPS).stdout != "300\n"
+        assert loose.run(OWN_CHANNEL_NUMBERS).stdout != first
+
+
 REPLY_IN_REACH = prog("""
     import sys
     found, f = [], sys._getframe()

@@ -57,7 +57,7 @@ SYSCALLS = {"x86_64": (0xC000003E, _X86), "aarch64": (0xC00000B7, _GENERIC),
             "riscv64": (0xC00000F3, _GENERIC)}.get(os.uname().machine)
 FCNTL_REFUSED = (5, 6, 7, 36, 37, 38, 1024, 1026)  # F_GETLK F_SETLK F_SETLKW F_OFD_* F_SETLEASE F_NOTIFY
 AF_UNIX = 1
-MADV_REFUSED = (14, 20, 21, 25)  # MADV_HUGEPAGE, MADV_COLD, MADV_PAGEOUT, MADV_COLLAPSE
+MADV_REFUSED = (12, 14, 20, 21, 25)  # MADV_MERGEABLE, MADV_HUGEPAGE, MADV_COLD, MADV_PAGEOUT, MADV_COLLAPSE
 RWF_NOWAIT = 0x8
 CLONE_NEWUSER_FLAG = 0x10000000
 CLONE_PIDFD = 0x1000
@@ -149,38 +149,43 @@ def _assemble(prog: list) -> _SockFprog:
 # - futex_waitv and the futex2 calls (their flags are out of a filter's reach);
 # and, by argument: futex without FUTEX_PRIVATE_FLAG (a shared futex's key is the file and
 # offset of the page, so two programs that map the same library page could wake each other),
-# and clone with CLONE_PIDFD (with pidfd_open: a pidfd's inode number counts new processes).
+# clone with CLONE_PIDFD (with pidfd_open: a pidfd's inode number counts new processes), and
+# mmap with MAP_HUGETLB (the kernel numbers the mapping's inode from the host-wide counter that
+# numbers pipes, even when the mapping then fails: a red-team review moved it so).
 _CHILD_X86 = {"pipe": 22, "pipe2": 293, "socket": 41, "socketpair": 53, "memfd_create": 319,
               "memfd_secret": 447, "userfaultfd": 323, "perf_event_open": 298, "bpf": 321,
               "syslog": 103, "name_to_handle_at": 303, "open_by_handle_at": 304, "pidfd_open": 434,
               "futex_waitv": 449, "futex_wake": 454, "futex_wait": 455, "futex_requeue": 456,
-              "futex": 202, "clone": 56}
+              "futex": 202, "clone": 56, "mmap": 9}
 _CHILD_GENERIC = {"pipe2": 59, "socket": 198, "socketpair": 199, "memfd_create": 279,
                   "memfd_secret": 447, "userfaultfd": 282, "perf_event_open": 241, "bpf": 280,
                   "syslog": 116, "name_to_handle_at": 264, "open_by_handle_at": 265,
                   "pidfd_open": 434, "futex_waitv": 449, "futex_wake": 454, "futex_wait": 455,
-                  "futex_requeue": 456, "futex": 98, "clone": 220}
+                  "futex_requeue": 456, "futex": 98, "clone": 220, "mmap": 222}
 CHILD_SYSCALLS = {"x86_64": _CHILD_X86, "aarch64": _CHILD_GENERIC, "riscv64": _CHILD_GENERIC}.get(os.uname().machine)
 FUTEX_PRIVATE_FLAG = 128
+MAP_HUGETLB = 0x40000
 
 
 def child_filter() -> _SockFprog | None:
     """A second seccomp filter, stacked on each program: EPERM for the calls `CHILD_SYSCALLS`
-    lists (see the comment above it), for futex without FUTEX_PRIVATE_FLAG and for clone with
-    CLONE_PIDFD. Each makes or finds a kernel object that another program, at the same time or
-    later, could see: red-team reviews passed results between programs through pidfd inode
-    numbers, pipe inode numbers and socket cookies. None where there is no filter for this
-    machine."""
+    lists (see the comment above it), for futex without FUTEX_PRIVATE_FLAG, for clone with
+    CLONE_PIDFD and for mmap with MAP_HUGETLB. Each makes or finds a kernel object that another
+    program, at the same time or later, could see: red-team reviews passed results between
+    programs through pidfd inode numbers, pipe inode numbers and socket cookies. None where
+    there is no filter for this machine."""
     if SYSCALLS is None or CHILD_SYSCALLS is None:
         return None
     arch, nrs = SYSCALLS[0], CHILD_SYSCALLS
     LD, JEQ, JSET, RET, allow, deny = BPF_LD, BPF_JEQ, BPF_JSET, BPF_RET, RET_ALLOW, RET_EPERM
     prog: list = [(LD, None, None, 4), (JEQ, None, "allow", arch),  # another ABI: the first filter refuses it
                   (LD, None, None, 0)]
-    prog += [(JEQ, "deny", None, nr) for name, nr in nrs.items() if name not in ("futex", "clone")]
-    prog += [(JEQ, "futex", None, nrs["futex"]), (JEQ, None, "allow", nrs["clone"]),
+    prog += [(JEQ, "deny", None, nr) for name, nr in nrs.items() if name not in ("futex", "clone", "mmap")]
+    prog += [(JEQ, "futex", None, nrs["futex"]), (JEQ, "mmap", None, nrs["mmap"]),
+             (JEQ, None, "allow", nrs["clone"]),
              (LD, None, None, 16), (JSET, "deny", "allow", CLONE_PIDFD),  # clone's args[0]: flags
              "futex", (LD, None, None, 16 + 8 * 1), (JSET, "allow", "deny", FUTEX_PRIVATE_FLAG),  # args[1]: op
+             "mmap", (LD, None, None, 16 + 8 * 3), (JSET, "deny", "allow", MAP_HUGETLB),  # args[3]: flags
              "allow", (RET, None, None, allow), "deny", (RET, None, None, deny)]
     return _assemble(prog)
 

@@ -295,7 +295,7 @@ class Template:
             os.chown(wdir, self.uid, self.uid)
         timeout, wall_limit = float(req["timeout_s"]), float(req["wall_s"])
         cpu_checked = self.s["limit"] == "cpu" and self.cg is not None and self.cg.cpu_fd is not None
-        pipes = [os.pipe() for _ in range(3)]  # stdout, stderr, status
+        pipes = self._pipes()  # stdout, stderr, status
         if self.cg is not None:
             self.cg.start()
         reaped_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -394,6 +394,23 @@ class Template:
             self._wipe(wdir)
         header = {"returncode": returncode, "error": error, "wall_s": wall, "cpu_s": cpu, "sizes": sizes}
         return header, payload + [filebuf]  # filebuf: last, size 0 in the header, zeroed by `done`
+
+    def _pipes(self) -> list[tuple[int, int]]:
+        """A program's stdout, stderr and status channels, (read end, write end) each: FIFOs
+        made in its fresh /tmp, numbered from that mount's own inode counter, so their numbers
+        are the same for every program. (A pipe's inode number comes from a counter the whole
+        host shares: a red-team review moved it from one program and read it off the next
+        program's own fd 3.) Plain pipes without fresh scratch mounts."""
+        if "fresh_scratch" in self.s["disable"] or "/tmp" not in self.scratch:
+            return [os.pipe() for _ in range(3)]
+        ends = []
+        for name in ("/tmp/.out", "/tmp/.err", "/tmp/.status"):
+            os.mkfifo(name, 0o600)
+            r = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # no writer yet: do not wait
+            ends.append((r, os.open(name, os.O_WRONLY | os.O_CLOEXEC)))
+            os.unlink(name)
+            os.set_blocking(r, True)
+        return ends
 
     def done(self, payload: list) -> None:
         """After the reply is sent: zero every buffer that held the program's bytes."""
