@@ -124,11 +124,16 @@ def copy_trees(view: dict) -> str:
             shutil.rmtree(base, ignore_errors=True)
             tried.append(f"{parent}: {e}")
             continue
-        atexit.register(shutil.rmtree, base, True)
+        atexit.register(_remove_copy, base, os.getpid())
         _copy = base
         return base
     raise OSError(f"no writable tmpfs with room for the view's copy ({'; '.join(tried) or 'none of '}"
                   f"{'' if tried else ', '.join(COPY_PARENTS)})")
+
+
+def _remove_copy(base: str, owner: int) -> None:
+    if os.getpid() == owner:  # not in a forked child that exits normally: the owner still uses it
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _copy_into(base: str, view: dict) -> None:
