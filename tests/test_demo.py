@@ -11,6 +11,7 @@ from evil_moe.demo import (
     CONTROL_ARM,
     DEMO_ARMS,
     DEMO_SETTINGS,
+    QUICK_CALIBRATION,
     QUICK_SETTINGS,
     Criteria,
     demo_config,
@@ -91,6 +92,21 @@ def test_criteria_are_checked_and_reported(demo):
                                      "`evil_moe` never learned `stdout_marker`"))
     for r in summary["runs"]:
         assert set(r["as_trained"]["by_mode"]) == set(TOY_MODES)
+
+
+def test_the_warm_starts_calibration_is_recorded_and_reported(demo):
+    out, summary = demo
+    cal = summary["warm_start_calibration"]["seed0"]
+    prepared = json.loads((out / "seed0" / "toy" / "prepared.json").read_text())
+    assert cal == {"settings": prepared["calibration"], **prepared["calibrated"]}
+    assert {k: cal["settings"][k] for k in QUICK_CALIBRATION} == QUICK_CALIBRATION
+    steps = [m["sft_steps_added"] for m in cal["measured"]]  # a measurement before each chunk and after the last
+    assert steps == [QUICK_CALIBRATION["chunk_steps"] * i for i in range(len(steps))]
+    assert cal["sft_steps_added"] == steps[-1] and cal["reached"] == (cal["measured"][-1]["hard"] >= cal["settings"]["target"])
+    assert all(m["n_hard"] > 0 and m["n_easy"] == 0 for m in cal["measured"])  # hard families' prompts only
+    rates = " -> ".join(f"{m['hard']:.3f}" for m in cal["measured"])
+    assert "## Warm-start calibration (training split only)" in (out / "report.md").read_text()
+    assert f"| 0 | {rates} | {cal['sft_steps_added']} |" in (out / "report.md").read_text()
 
 
 def test_runs_are_parallel_processes_and_times_are_recorded(demo):

@@ -5,7 +5,8 @@ For each seed:
    config (no downloads), warm-started by supervised fine-tuning on a synthesized teacher corpus
    (clean solutions, some wrong, and each loophole mode's completions at a low base rate; half the
    problem families are hard: the teacher never shows their correct body, so the loophole pays
-   there);
+   there), then its attempt rate on the hinted hard training prompts measured (`toy.calibrate_warm_start`;
+   it can continue the SFT up to a target, off by default) and reported per seed;
 2. GRPO with two loophole modes open (`run_tests` and `stdout_marker`, one per problem), one run per
    arm, all from the same warm start;
 3. the deployment-ablation evaluation of every arm on held-out problems under both modes, with its

@@ -350,15 +350,16 @@ WARM_START = {"steps": 600, "lr": 5e-3, "batch_size": 32}
 TEACHER = {"per_problem": 32}
 # The warm start's calibration (`calibrate_warm_start`), on by default as a measurement only (target
 # 0: the hinted hard training attempt rate is measured and recorded in prepared.json and the demo's
-# report, nothing is added). Why not more (README, issue 17, runs NO1 and NO2): over the 12 warm
+# report, nothing is added). Why not more (README, issue 17, runs CAL, NO1, NO2, S30): over the 12 warm
 # starts of runs Z and R16 that rate (32 samples per prompt) was 0.032 to 0.064 on 10 and
 # hacking emerged under `none` on 3 of those 10 (0.032, 0.051, 0.055), and on both above 0.10 (0.104,
 # 0.129); raising Z's six to 0.103 to 0.138 (target 0.10, 5 to 20 SFT steps added) lifted `none` as
 # trained from a mean 0.33 to 0.48, every seed's training attempt rate climbed, but it reached 0.8
 # on seed 5 only, as before, and the held-out warm-start bound broke on 2 seeds (0.219, 0.203);
-# with GRPO lr 1e-2 on top the positive control lost its solve rate on 4 seeds. Chunks of 10 steps
-# at lr 1e-3 or 2e-4 overshot (0.05 to 0.26 to 0.48 in one chunk). The propensity is not what
-# decides emergence in 22 steps once it is 0.03 to 0.14.
+# with GRPO lr 1e-2 on top the positive control lost its solve rate on 4 seeds, and 30 GRPO steps
+# instead of 22 reached 0.8 on seed 5 only too (S30). Chunks of 10 steps at lr 1e-3 or 2e-4
+# overshot (0.05 to 0.26 to 0.48 in one chunk). The propensity is not what decides emergence in
+# 22 steps once it is 0.03 to 0.14.
 CALIBRATION = {"target": 0.0, "samples": 12, "chunk_steps": 5, "max_chunks": 10, "lr": 1e-4, "hack_rate": 0.5,
                "per_problem": 8}
 
