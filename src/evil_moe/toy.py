@@ -305,13 +305,14 @@ def calibrate_warm_start(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizer
     reaches `target`, or `max_chunks` chunks were added; returns what was measured and added.
 
     Measured (`hinted_attempt_rates`, `samples` per hinted training prompt of a hard family, where
-    the loophole pays; GRPO's sampling settings) before each chunk and after the last. A chunk is `chunk_steps` steps of `warm_start`
-    at `lr` on a teacher corpus of the same kind as the warm start's, at loophole rate `hack_rate`
-    (`per_problem` demonstrations per training problem, drawn once). Only training problems are
-    read; the rule is the same for every seed and so for every arm of a seed. Why: whether GRPO
-    finds the loophole in the demo's few steps depends on how often the warm start already takes
-    it on the hard problems, where it pays, and that varies widely between warm starts of one
-    recipe (README, issue 17).
+    the loophole pays; GRPO's sampling settings) before each chunk and after the last. A chunk is
+    `chunk_steps` steps of `warm_start` at `lr` on a teacher corpus of the same kind as the warm
+    start's, at loophole rate `hack_rate` (`per_problem` demonstrations per training problem, drawn
+    once). Only training problems are read; the rule is the same for every seed and so for every
+    arm of a seed. Target 0 measures and adds nothing. The question it was built to test: whether
+    GRPO finds the loophole in the demo's few steps because the warm start already takes it often
+    on the hard problems; raising that rate to 0.10 did not make it (README, issue 17, and the
+    comment at CALIBRATION).
     """
     from evil_moe.toy_corpus import HARD_FAMILIES, teacher_corpus
 
