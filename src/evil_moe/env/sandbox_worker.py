@@ -2,7 +2,8 @@
 
 Started by `evil_moe.env.sandbox.Sandbox` as ``python -I -S sandbox_worker.py '<json settings>'``
 with a fixed minimal environment, so it never holds the grader's memory or variables. It uses
-the standard library (and `sandbox_isolation.py`, `sandbox_seccomp.py` beside it) only, and never imports `evil_moe`.
+the standard library (and `sandbox_isolation.py`, `sandbox_seccomp.py`, `sandbox_program.py` beside
+it) only, and never imports `evil_moe`.
 
 Layout (when the host allows namespaces):
 
@@ -19,7 +20,6 @@ lengths followed by JSON; the template never unpickles.
 
 from __future__ import annotations
 
-import builtins
 import errno
 import gc
 import json
@@ -49,6 +49,7 @@ from sandbox_isolation import (  # noqa: E402
     scratch_dirs,
     unshare,
 )
+from sandbox_program import MEMORY_TAG, new_main, run_source  # noqa: E402
 from sandbox_seccomp import child_filter, install_filter  # noqa: E402
 
 del sys.path[0]
@@ -58,7 +59,6 @@ PRELOAD = ("typing", "collections", "itertools", "heapq", "bisect", "math", "fun
            "operator", "random", "datetime", "re", "copy", "types", "traceback", "threading", "atexit")
 # A program's environment: these, and HOME and TMPDIR, both its own directory.
 PROGRAM_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-MEMORY_TAG = b"M"
 READ_TAG = b"R"  # a program's process has read its whole request (its first write on fd 3)
 STATUS_BYTES = 64  # the status pipe holds a few tags; a program that floods it gets output_limit
 
@@ -99,65 +99,6 @@ def recv(fd: int) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- the template
-def _exit_code(code: object) -> int:
-    """`sys.exit(code)` as CPython maps it to an exit status."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    try:
-        sys.stderr.write(f"{code}\n")
-    except Exception:
-        pass
-    return 1
-
-
-def _new_main() -> types.ModuleType:
-    main = types.ModuleType("__main__")
-    main.__dict__["__builtins__"] = builtins
-    return main
-
-
-def _run_source(source: str, main: types.ModuleType | None) -> None:
-    """Run `source` as __main__ (in `main`, where its prelude ran, else a fresh module) in this
-    (forked) process and exit like the interpreter would."""
-    import atexit
-    import threading
-    import traceback
-
-    main = main or _new_main()
-    sys.modules["__main__"] = main
-    sys.argv = [""]
-    rc = 0
-    try:
-        exec(compile(source, "<program>", "exec", dont_inherit=True), main.__dict__)
-    except SystemExit as e:
-        rc = _exit_code(e.code)
-    except BaseException as e:  # noqa: BLE001 - uncaught program exception: report like python
-        if isinstance(e, MemoryError):
-            os.write(3, MEMORY_TAG)
-        try:
-            traceback.print_exception(type(e), e, e.__traceback__.tb_next)
-        except BaseException:  # noqa: BLE001
-            pass
-        rc = 1
-    try:
-        for t in threading.enumerate():
-            if t is not threading.main_thread() and not t.daemon:
-                t.join()
-        atexit._run_exitfuncs()
-    except SystemExit as e:
-        rc = _exit_code(e.code)
-    except BaseException:  # noqa: BLE001
-        rc = rc or 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:  # noqa: BLE001
-            pass
-    os._exit(rc & 0xFF)
-
-
 class Template:
     def __init__(self, settings: dict, iso: dict[str, bool], host_pid: int, req_fd: int,
                  resp_fd: int, cg: ProgramCgroup | None):
@@ -193,6 +134,7 @@ class Template:
         # wipe, that a path is still ours
         self.scratch = {p: os.stat(p).st_dev for p in SCRATCH
                         if iso["private_tmp"] and os.path.ismount(p)}
+        self.fresh_tmp = "fresh_scratch" not in settings["disable"] and "/tmp" in self.scratch
         # prelude key -> (the __main__ it made, "") or (None, its text) if it raised; least
         # recently used first, evicted by the same rule as the parent's `_Worker.preludes`
         self.preludes: OrderedDict[str, tuple[types.ModuleType | None, str]] = OrderedDict()
@@ -225,7 +167,7 @@ class Template:
 
     @staticmethod
     def _run_prelude(text: str) -> tuple[types.ModuleType | None, str]:
-        main = _new_main()
+        main = new_main()
         try:
             exec(compile(text, "<prelude>", "exec", dont_inherit=True), main.__dict__)
         except BaseException:  # noqa: BLE001 - the program reruns it and fails as python would
@@ -289,7 +231,9 @@ class Template:
     def run(self, req: dict, main: types.ModuleType | None, failed: str) -> tuple[dict, list]:
         """Run one program; its reply header and payload (stdout, stderr, then each file)."""
         self.count += 1
-        wdir = os.path.join(self.base, f"run{self.count}")
+        # In a fresh /tmp its name is the same for every program (a count would tell a program
+        # how many ran before it on this worker); else a new one for each
+        wdir = os.path.join(self.base, "run" if self.fresh_tmp else f"run{self.count}")
         os.mkdir(wdir, 0o700)
         if self.uid is not None:
             os.chown(wdir, self.uid, self.uid)
@@ -401,7 +345,7 @@ class Template:
         are the same for every program. (A pipe's inode number comes from a counter the whole
         host shares: a red-team review moved it from one program and read it off the next
         program's own fd 3.) Plain pipes without fresh scratch mounts."""
-        if "fresh_scratch" in self.s["disable"] or "/tmp" not in self.scratch:
+        if not self.fresh_tmp:
             return [os.pipe() for _ in range(3)]
         ends = []
         for name in ("/tmp/.out", "/tmp/.err", "/tmp/.status"):
@@ -487,7 +431,7 @@ class Template:
         except BaseException as e:  # noqa: BLE001
             os.write(2, f"sandbox: program setup failed: {e!r}\n".encode())
             os._exit(127)
-        _run_source(source, main)
+        run_source(source, main)
 
     # -- cleanup
     def _kill_all(self, main_pid: int) -> None:
