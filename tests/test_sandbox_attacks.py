@@ -691,10 +691,14 @@ REPLY_IN_REACH = prog("""
     import sys
     found, f = [], sys._getframe()
     while f is not None:
-        found += [f.f_code.co_name + ':' + k for k in ('header', 'payload') if k in f.f_locals]
-        used = getattr(f.f_locals.get('self'), 'used', None)
+        found += [f.f_code.co_name + ':' + k for k in ('header', 'payload', 'reaped_before', 'bases')
+                  if k in f.f_locals]
+        me = f.f_locals.get('self')
+        used = getattr(me, 'used', None)
         if used is not None and list(used) != [0, 0, 0]:
             found.append(f.f_code.co_name + ':used')
+        cg = getattr(me, 'cg', None)  # the slot's cgroup: no count an earlier program moved
+        found += [f.f_code.co_name + ':cg.' + k for k in vars(cg) if k.endswith('_base')] if cg else []
         f = f.f_back
     print(found)
 """)
@@ -705,8 +709,20 @@ def test_no_earlier_reply_is_in_reach_of_a_program(supervise):
     """A red-team review read the previous program's reply (exit code, output sizes: bits the
     previous program chose) from the template's frames, which every program inherits. The
     template drops it and zeroes its counts before the next program; under a supervisor
-    (`supervise=True`) no reply is ever made in the template at all."""
-    loud = prog("import sys; sys.stdout.write('x' * 12345); sys.exit(77)")
+    (`supervise=True`) no reply is ever made in the template at all. A later review read, the
+    same way, counts the template took before each fork that earlier programs move: the
+    processes it reaped (`getrusage`: page faults a sender chose, 16 bits exact) and the slot's
+    OOM kills (also under a supervisor). These are read after the fork now (the child waits to
+    join its cgroup until they are), and the cgroup keeps none of them. Argued, not shown: the
+    code before read them before the fork."""
+    loud = prog("""
+        import os, sys
+        sys.stdout.write('x' * 12345)
+        pages = bytearray(64 << 20)  # moves the template's count of children's page faults
+        for i in range(0, len(pages), 4096):
+            pages[i] = 1
+        sys.exit(77)
+    """)
     with Sandbox(SandboxConfig(workers=1, supervise=supervise)) as one:
         first, second = one.run_many([loud, REPLY_IN_REACH])
     assert (first.returncode, len(first.stdout)) == (77, 12345)

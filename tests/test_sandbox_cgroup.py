@@ -15,18 +15,23 @@ from evil_moe.env.sandbox_cgroup import Cgroups, ProgramCgroup, _mounts, _own_pa
 def _burn_in(cg: ProgramCgroup, seconds: float) -> float:
     """Fork a process that joins `cg` and burns `seconds` of CPU; its CPU time as the cgroup
     counted it."""
-    cg.start()
+    r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
+            os.read(r, 1)  # joins once the parent has its baselines, as a program does
             cg.join()
             t = time.process_time()
             while time.process_time() - t < seconds:
                 pass
         finally:
             os._exit(0)
+    bases = cg.start()
+    os.write(w, b"1")
     os.waitpid(pid, 0)
-    return cg.cpu_s()
+    os.close(r)
+    os.close(w)
+    return cg.cpu_s(bases)
 
 
 def _v2_slot() -> str:
@@ -46,7 +51,7 @@ def test_a_v1_slot_counts_its_processes_cpu_time_and_resets():
         cg = ProgramCgroup(cgs.dirs[0])
         assert 0.2 <= _burn_in(cg, 0.2) < 0.3
         assert 0.1 <= _burn_in(cg, 0.1) < 0.2  # start() zeroed it
-        assert not cg.oom_killed()
+        assert not cg.oom_killed(cg.start())
         for fd in cg.fds():
             os.close(fd)
     finally:

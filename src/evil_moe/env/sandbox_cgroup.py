@@ -214,8 +214,6 @@ class ProgramCgroup:
                 self.oom_fd = os.open(os.path.join(d, name), os.O_RDONLY | os.O_CLOEXEC)
                 self.oom_v = v
         self.has = set(slot)
-        self._cpu_base = 0.0
-        self._oom_base = 0
 
     def enter_share(self) -> None:
         """Move the calling process (the worker, before it forks its template) into the slot's
@@ -226,28 +224,32 @@ class ProgramCgroup:
     def fds(self) -> list[int]:
         return [fd for fd in (*self.join_fds, self.cpu_fd, self.oom_fd) if fd is not None]
 
-    # -- in the template, before and after each program
-    def start(self) -> None:
-        """Called before a program is forked: zero (v1) or note (v2) the CPU counter, note the
-        OOM-kill count."""
+    # -- in the template, around each program
+    def start(self) -> tuple[float, int]:
+        """Called once a program is forked and before it joins the slot: zero (v1) or read
+        (v2) the CPU counter, read the OOM-kill count; returns these baselines, for `cpu_s`
+        and `oom_killed`. Nothing here is kept: a value read before a fork, or kept after a
+        program, would be in the next program's memory (a red-team review read the OOM-kill
+        count an earlier program set this way)."""
+        cpu_base, oom_base = 0.0, 0
         if self.cpu_fd is not None:
             if self.cpu_v == 1:
                 os.pwrite(self.cpu_fd, b"0", 0)
-                self._cpu_base = 0.0
             else:
-                self._cpu_base = self._read_cpu()
+                cpu_base = self._read_cpu()
         if self.oom_fd is not None:
-            self._oom_base = self._oom_kills()
+            oom_base = self._oom_kills()
+        return cpu_base, oom_base
 
-    def cpu_s(self) -> float | None:
+    def cpu_s(self, bases: tuple[float, int]) -> float | None:
         """CPU seconds used by the program's processes since `start` (None without a cgroup)."""
         if self.cpu_fd is None:
             return None
-        return self._read_cpu() - self._cpu_base
+        return self._read_cpu() - bases[0]
 
-    def oom_killed(self) -> bool:
+    def oom_killed(self, bases: tuple[float, int]) -> bool:
         """Whether the kernel killed one of the program's processes for the memory limit."""
-        return self.oom_fd is not None and self._oom_kills() > self._oom_base
+        return self.oom_fd is not None and self._oom_kills() > bases[1]
 
     def _read_cpu(self) -> float:
         data = os.pread(self.cpu_fd, 4096, 0)

@@ -240,16 +240,25 @@ class Template:
         timeout, wall_limit = float(req["timeout_s"]), float(req["wall_s"])
         cpu_checked = self.s["limit"] == "cpu" and self.cg is not None and self.cg.cpu_fd is not None
         pipes = self._pipes()  # stdout, stderr, status
-        if self.cg is not None:
-            self.cg.start()
-        reaped_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        gate = os.pipe() if self.cg is not None else None  # the child joins its cgroup once we write
         if sandbox_isolation.pid_counter_fd is not None:  # every program has the same pid
             # (2, or 3 under its supervisor): no counter between programs
             os.pwrite(sandbox_isolation.pid_counter_fd, b"1", 0)  # at 0: a sysctl ignores later offsets
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            self._child(int(req["source_len"]), failed, main, wdir, timeout, [w for _, w in pipes])
+            self._child(int(req["source_len"]), failed, main, wdir, timeout, [w for _, w in pipes], gate)
+        # Read only now, after the fork: whatever this process reads before a fork is in the
+        # child's memory too, and these counts (processes reaped, OOM kills, the slot's CPU
+        # time) are moved by earlier programs (a red-team review set them from one program and
+        # read them in the next, through its own stack)
+        reaped_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        bases = None
+        if gate is not None:
+            bases = self.cg.start()
+            os.close(gate[0])
+            os.write(gate[1], b"1")
+            os.close(gate[1])
         for _, w in pipes:
             os.close(w)
         reads = [r for r, _ in pipes]
@@ -267,7 +276,7 @@ class Template:
                 error = "wall"
                 break
             if cpu_checked:
-                used = self.cg.cpu_s()
+                used = self.cg.cpu_s(bases)
                 if used >= timeout:
                     error = "timeout"
                     break
@@ -302,7 +311,7 @@ class Template:
             # The worker ends; the grader gives this program worker_died and starts another.
             os._exit(70)
         if self.cg is not None and self.cg.cpu_fd is not None:
-            cpu = self.cg.cpu_s()
+            cpu = self.cg.cpu_s(bases)
         else:  # every process of the program was reaped by now, by us or by its own parents
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime + after.ru_stime) - (reaped_before.ru_utime + reaped_before.ru_stime)
@@ -315,7 +324,7 @@ class Template:
                 own_cpu = usage.ru_utime + usage.ru_stime
                 if sig == signal.SIGXCPU or (sig == signal.SIGKILL and own_cpu >= self._cpu_limit(timeout)):
                     error = "timeout"
-                elif sig == signal.SIGKILL and self.cg is not None and self.cg.oom_killed():
+                elif sig == signal.SIGKILL and self.cg is not None and self.cg.oom_killed(bases):
                     error = "memory"  # the kernel's OOM killer, at the program's memory limit
                 else:
                     error = "crash"
@@ -382,7 +391,7 @@ class Template:
         return max(1, int(timeout + 0.999))
 
     def _child(self, source_len: int, failed: str, main: types.ModuleType | None, wdir: str,
-               timeout: float, writers: list[int]) -> None:
+               timeout: float, writers: list[int], gate: tuple[int, int] | None) -> None:
         try:
             # The program's source goes from the pipe to this process only: the template, from
             # which every later program is forked, never reads it.
@@ -393,7 +402,10 @@ class Template:
             del data
             out_w, err_w, status_w = writers
             os.write(status_w, READ_TAG)
-            if self.cg is not None:
+            if gate is not None:
+                os.close(gate[1])
+                if os.read(gate[0], 1) != b"1":  # the template has read the slot's baselines
+                    os._exit(127)
                 self.cg.join()  # its memory, processes and CPU time count in its cgroup from here
             os.setsid()
             os.dup2(out_w, 1)
