@@ -17,10 +17,10 @@ import sys
 
 try:  # imported as part of the package
     from . import sandbox_view
-    from .sandbox_seccomp import SYSCALLS, install_filter, template_filter
+    from .sandbox_seccomp import _PRCTL, SYSCALLS, install_filter, template_filter
 except ImportError:  # loaded by path, beside the worker
     import sandbox_view
-    from sandbox_seccomp import SYSCALLS, install_filter, template_filter
+    from sandbox_seccomp import _PRCTL, SYSCALLS, install_filter, template_filter
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -52,7 +52,6 @@ def _function(name: str, *argtypes: type) -> ctypes._CFuncPtr:
 
 
 _UNSHARE = _function("unshare", ctypes.c_int)
-_PRCTL = _function("prctl", ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
 
 
 def unshare(flags: int) -> None:
@@ -339,7 +338,8 @@ def minimal_root(new: str, view: dict | None, own_proc: bool, file_size_mb: int,
 
     for tree in view["trees"]:
         sandbox_view.place(new, tree, bind)
-    for mask in view["masks"]:  # the left-out parts of the standard library: an empty directory
+    for mask in () if copy else view["masks"]:  # the left-out parts of the standard library:
+        # an empty directory (the copy has them empty already)
         _mount("tmpfs", new + mask, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,nr_inodes=64,mode=0755")
     # and what this process has mapped (its programs inherit the mappings: the C library's
     # locale, say): every file a program has mapped is one it can open (and is pinned)

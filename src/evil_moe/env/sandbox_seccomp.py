@@ -44,7 +44,7 @@ _X86 = {"add_key": 248, "request_key": 249, "keyctl": 250, "sysinfo": 99, "sendm
         "io_setup": 206, "io_destroy": 207, "io_getevents": 208, "io_submit": 209, "io_cancel": 210,
         "io_pgetevents": 333,
         "process_madvise": 440,
-        "socket": 41, "socketpair": 53, "pidfd_open": 434, "fcntl": 72, "madvise": 28, "preadv2": 327, "pwritev2": 328, "clone": 56, "unshare": 272, "clone3": 435}
+        "socket": 41, "socketpair": 53, "fcntl": 72, "madvise": 28, "preadv2": 327, "pwritev2": 328, "clone": 56, "unshare": 272, "clone3": 435}
 _GENERIC = {"add_key": 217, "request_key": 218, "keyctl": 219, "sysinfo": 179, "sendmsg": 211, "sendmmsg": 269, "flock": 32, "fadvise64": 223,
             "readahead": 213, "mincore": 232, "cachestat": 451, "inotify_init1": 26,
             "inotify_add_watch": 27, "fanotify_init": 262, "fanotify_mark": 263,
@@ -52,7 +52,7 @@ _GENERIC = {"add_key": 217, "request_key": 218, "keyctl": 219, "sysinfo": 179, "
             "io_setup": 0, "io_destroy": 1, "io_submit": 2, "io_cancel": 3, "io_getevents": 4,
             "io_pgetevents": 292,
             "process_madvise": 440,
-            "socket": 198, "socketpair": 199, "pidfd_open": 434, "fcntl": 25, "madvise": 233, "preadv2": 286, "pwritev2": 287, "clone": 220, "unshare": 97, "clone3": 435}
+            "socket": 198, "socketpair": 199, "fcntl": 25, "madvise": 233, "preadv2": 286, "pwritev2": 287, "clone": 220, "unshare": 97, "clone3": 435}
 SYSCALLS = {"x86_64": (0xC000003E, _X86), "aarch64": (0xC00000B7, _GENERIC),
             "riscv64": (0xC00000F3, _GENERIC)}.get(os.uname().machine)
 FCNTL_REFUSED = (5, 6, 7, 36, 37, 38, 1024, 1026)  # F_GETLK F_SETLK F_SETLKW F_OFD_* F_SETLEASE F_NOTIFY
@@ -65,7 +65,7 @@ PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 BPF_LD, BPF_JEQ, BPF_JGE, BPF_JSET, BPF_RET = 0x20, 0x15, 0x35, 0x45, 0x06  # LD|W|ABS, JMP|JEQ|K, JGE, JSET, RET|K
 RET_ALLOW, RET_EPERM = 0x7FFF0000, 0x00050000 | errno.EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
 
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # (sandbox_isolation's prctl too)
 _PRCTL.argtypes, _PRCTL.restype = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong), ctypes.c_int
 
 
@@ -86,7 +86,7 @@ def template_filter() -> _SockFprog:
     arch, nrs = SYSCALLS
     LD, JEQ, JGE, JSET, RET, allow, deny = BPF_LD, BPF_JEQ, BPF_JGE, BPF_JSET, BPF_RET, RET_ALLOW, RET_EPERM
     by_argument = ("socket", "socketpair", "fcntl", "madvise", "preadv2", "pwritev2", "clone",
-                   "unshare", "clone3", "pidfd_open")  # pidfd_open: refused by `child_filter`
+                   "unshare", "clone3")
     refused = [nr for name, nr in nrs.items() if name not in by_argument]
     # (code, jump-if-true label, jump-if-false label, k); labels resolve to relative offsets
     prog: list = [(LD, None, None, 4), (JEQ, None, "deny", arch),  # seccomp_data.arch

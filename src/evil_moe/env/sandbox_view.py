@@ -25,8 +25,8 @@ so the view's directories (the standard library, `PACKAGES`) are bound from one 
 (`copy_trees`, about 57 MB, once per grader process); its single files, which expose no
 directory, are bound from the host.
 
-`manifest` runs in the grader's process (once per process: it calls `ldd`; `copy_trees` too); `place` in the
-worker's template (`sandbox_isolation.minimal_root`), `pin` in the worker once the template's
+`manifest` and `copy_trees` run in the grader's process (once per process: `manifest` calls
+`ldd`); `place` in the worker's template (`sandbox_isolation.minimal_root`), `pin` in the worker once the template's
 view is its root too (`sandbox_isolation._pin_view`); loaded there by path. Standard library
 only.
 """
