@@ -42,15 +42,15 @@ from evil_moe.toy_corpus import TOY_MODES
 DEMO_ARMS = ("none", "oracle", "evil_moe", "placebo", "route_a")
 METHOD_ARM = "evil_moe"
 CONTROL_ARM = "oracle"  # the positive control: routes on ground-truth labels (never the method)
-# 6 paired seeds: what 80% power for a 0.2 difference in the attempt-rate ablation effect between
+# 5 paired seeds: what 80% power for a 0.2 difference in the attempt-rate ablation effect between
 # the method and `none` needs at the SD of the per-seed differences pooled over the hard-family
-# test bed's runs M, V and PP32 (0.127, 6 degrees of freedom: 6 seeds give power 0.87, 5 give 0.75;
-# the earlier one-loophole test bed's 0.155 would need 7; with the default run Z's 6 seeds pooled
-# in, 0.117 over 10 degrees of freedom: 5 seeds give 0.81, 6 give 0.91). A seed costs about 284 CPU
-# seconds with every arm (warm start about 73, each arm 37 to 50 without the relearning test): the
-# default run took 14 min 36 s on 2 free cores, 8 seeds would not fit; `--seeds 1` for a first
+# test bed's runs M, V, PP32 and Z (0.117 over 10 degrees of freedom: 5 seeds give power 0.81, 6
+# give 0.91; M, V and PP32 alone, 0.127: 5 give 0.75), and what fits the 15 minutes issue 17 asks
+# for on 2 cores: a seed costs about 300 CPU seconds with every arm (warm start about 71, each arm
+# 42 to 45 without the relearning test), and the 6-seed default run took 1,798 CPU seconds, 15 min
+# 38 s on 2 free cores (at least 15 min even with no idle core-second); `--seeds 1` for a first
 # look (README, issue 17).
-DEFAULT_SEEDS = 6
+DEFAULT_SEEDS = 5
 
 # The demo's settings on top of the tiny-cpu preset (the same for every arm).
 DEMO_SETTINGS = {
