@@ -37,9 +37,9 @@ def test_set_overrides_are_typed():
 
 
 def test_env_settings_reach_the_sandbox_config():
-    sb = load_config("tiny-cpu", sets=["env.supervise=true", "env.require_isolation=true", "env.workers=3"]).env.sandbox()
-    assert (sb.supervise, sb.require_isolation, sb.workers) == (True, True, 3)
-    assert load_config("tiny-cpu").env.sandbox().supervise is False
+    sb = load_config("tiny-cpu", sets=["env.supervise=false", "env.require_isolation=true", "env.workers=3"]).env.sandbox()
+    assert (sb.supervise, sb.require_isolation, sb.workers) == (False, True, 3)
+    assert load_config("tiny-cpu").env.sandbox().supervise is True
 
 
 @pytest.mark.parametrize("item, key", [

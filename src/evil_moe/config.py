@@ -97,9 +97,10 @@ class EnvConfig:
     memory_mb: int = _f(1024, "Memory cap of each sandboxed check, in MiB.")
     workers: int = _f(2, "Parallel sandbox workers.")
     require_isolation: bool = _f(False, "Refuse to run unless every sandbox protection is available.")
-    supervise: bool = _f(False, "Run each sandboxed check under a supervisor of its own, so that nothing a check did "
-                         "stays in the memory later checks are forked from (about 2 ms more per check; "
-                         "docs/sandbox.md).")
+    supervise: bool = _f(True, "Run each sandboxed check under a supervisor of its own, so that nothing a check did "
+                         "stays in the memory later checks are forked from (about 2.5 ms more per check; "
+                         "without it a red-team review forged gt_correct through the template's freed "
+                         "floats: docs/sandbox.md).")
 
     def sandbox(self):
         """The `SandboxConfig` these settings give."""

@@ -88,10 +88,13 @@ class SandboxConfig:
     workers: int = 2  # parallel worker processes
     require_isolation: bool = False  # refuse to start unless every protection is active
     require_limits: bool = False  # refuse to start unless the per-program cgroup limits are active
-    # run each program under a supervisor forked for it alone, so that nothing a program did
-    # (its reply, its files' names) stays in the template's memory, from which later programs
-    # are forked; about 2 ms more per program here (docs/sandbox.md, "What is not guaranteed")
-    supervise: bool = False
+    # run each program under a supervisor forked for it alone (needs the pid namespace), so that
+    # nothing a program did (its reply, its exit status, its CPU time, its files' times) stays in
+    # the template's memory, from which later programs are forked: without it a red-team review
+    # read a program's file times and CPU time off CPython's float free list in later programs
+    # and forged gt_correct (docs/sandbox.md). About 2.5 ms more per program here; False only
+    # where every program is trusted not to reach another.
+    supervise: bool = True
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "memory_mb", "file_size_mb", "max_processes", "output_bytes",
