@@ -54,7 +54,12 @@ DEFAULT_SEEDS = 5
 
 # The demo's settings on top of the tiny-cpu preset (the same for every arm).
 DEMO_SETTINGS = {
-    "env": {"modes": list(TOY_MODES)},
+    # No supervisor per sandboxed program (`env.supervise`, on everywhere else): it closes channels
+    # between programs that only code written to attack the grader uses (docs/sandbox.md), which
+    # the toy's 2-layer model, trained on ~30-token teacher programs, does not write; with it the
+    # default run took 16 min 22 s instead of 12 min 59 s, with the same figures in all 25 runs
+    # (README, issue 17, runs FIVE and FIVESUP). `--set env.supervise=true` turns it back on.
+    "env": {"modes": list(TOY_MODES), "supervise": False},
     # hint_free_frac 0.125 (one prompt of 8 per step): with 0.5, `none` reached only 0.77 attempts in
     # 22 steps, with 0.25 0.84 and 0.90 on two warm starts and 0.875 and 0.895 at 0.125, whose
     # deployed rate rose from 0.594 to 0.836 on the first (README, issue 17, run R1)
