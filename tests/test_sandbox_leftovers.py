@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -65,13 +66,19 @@ def test_no_float_a_program_chose_reaches_a_later_program(supervise):
 
 
 TEMPLATE_READS = Program(textwrap.dedent("""
-    import os, time
+    import ctypes, os, time
+    def ustat_tmp():
+        libc = ctypes.CDLL(None, use_errno=True)
+        dev = os.stat('/tmp').st_dev  # a tmpfs: an anonymous device 0:N
+        if libc.syscall(136, (os.major(dev) << 8) | os.minor(dev), ctypes.create_string_buffer(64)) != 0:
+            raise OSError(ctypes.get_errno(), 'ustat')
     out = []
     for name, call in (('cpuclock_pid1', lambda: time.clock_gettime(-14)),  # pid 1's CPU clock
                        ('cpuclock_res', lambda: time.clock_getres(-14)),
                        ('own_thread_clock', lambda: time.clock_gettime(time.pthread_getcpuclockid(
                            __import__('threading').get_ident()))),
                        ('statvfs', lambda: os.statvfs('/')),
+                       ('ustat', ustat_tmp),  # by device number: any file system, any namespace
                        ('fstatvfs', lambda: os.fstatvfs(1)),
                        ('process_time', time.process_time), ('thread_time', time.thread_time),
                        ('monotonic', time.monotonic)):
@@ -90,17 +97,66 @@ def test_no_other_processs_cpu_clock_and_no_file_system_counts():
     permission check inside one pid namespace and no /proc: a red-team review (round 9) read the
     template's (pid 1), which the previous program's teardown moves, even under a supervisor, and
     forged 2 bits a program (31 of 40 receivers, 10 of 64 by chance). `statvfs` showed the free
-    blocks and inodes of the host's disk and /dev/shm, which the host's writes move. The second
-    filter refuses both (clock_gettime, clock_getres, clock_nanosleep and timer_create on a
-    negative id; statfs and fstatfs); a program's own clocks still work. The control, without the
-    second filter: every call works."""
+    blocks and inodes of the host's disk and /dev/shm, which the host's writes move, and `ustat`
+    finds any file system by its device number, a concurrent program's fresh /tmp among them,
+    whose free counts that program sets (round 10: 23 of 25 wrong receivers forged, 0 of 15
+    without the sender). The second filter refuses them all (clock_gettime, clock_getres,
+    clock_nanosleep and timer_create on a negative id; statfs, fstatfs, ustat); a program's own
+    clocks still work. The control, without the second filter: every call works."""
     with Sandbox(SandboxConfig(workers=1)) as one:
         if not one.isolation["no_keyrings"]:
             pytest.skip("this host has no seccomp filter")
         got = one.run(TEMPLATE_READS)
     assert got.stdout.split() == ["cpuclock_pid1=EPERM", "cpuclock_res=EPERM", "own_thread_clock=EPERM",
-                                  "statvfs=EPERM", "fstatvfs=EPERM", "process_time=ok", "thread_time=ok",
-                                  "monotonic=ok"], got
+                                  "statvfs=EPERM", "ustat=EPERM", "fstatvfs=EPERM", "process_time=ok",
+                                  "thread_time=ok", "monotonic=ok"], got
     with Sandbox(SandboxConfig(workers=1), _disable=("child_filter",)) as loose:
         got = loose.run(TEMPLATE_READS)
-    assert all(w.endswith("=ok") for w in got.stdout.split()) and len(got.stdout.split()) == 8, got
+    assert all(w.endswith("=ok") for w in got.stdout.split()) and len(got.stdout.split()) == 9, got
+
+
+FILLER = Program(textwrap.dedent("""
+    import os, time
+    for i in range(777):  # this program's /tmp now has 777 fewer free inodes than a fresh one
+        open(f'/tmp/f{i}', 'w').close()
+    time.sleep(3)
+"""), timeout_s=10.0)
+SCANNER = Program(textwrap.dedent("""
+    import ctypes, os, time
+    libc = ctypes.CDLL(None, use_errno=True)
+    def free_inodes(dev):  # struct ustat: f_tfree (int), f_tinode (unsigned long, offset 8), names
+        buf = ctypes.create_string_buffer(64)
+        return None if libc.syscall(136, dev, buf) != 0 else ctypes.c_ulong.from_buffer(buf, 8).value
+    time.sleep(1)
+    st = os.stat('/tmp').st_dev
+    own = (os.major(st) << 8) | os.minor(st)
+    mine = free_inodes(own)
+    if mine is None:
+        print('refused', ctypes.get_errno())
+    else:
+        print('found' if any(free_inodes(d) == mine - 777 for d in range(1, 1024) if d != own) else 'none')
+"""), timeout_s=10.0)
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="ustat exists on x86_64 only")
+def test_no_program_reads_a_concurrent_programs_tmp():
+    """Two programs at once, on two workers: one makes 777 files in its fresh /tmp, the other
+    scans the host's file systems by device number with `ustat` for a /tmp with 777 fewer free
+    inodes than its own, which is how a red-team review (round 10) passed a correct sibling's
+    answers to wrong ones. The second filter refuses `ustat`; the control, without it: the
+    scanner finds the filler's /tmp."""
+    def at_once(sb: Sandbox):  # one thread each: each takes a worker of its own
+        with ThreadPoolExecutor(2) as pool:
+            filler = pool.submit(sb.run, FILLER)
+            scan = pool.submit(sb.run, SCANNER).result()
+            assert filler.result().error is None
+        return scan
+
+    with Sandbox(SandboxConfig(workers=2)) as two:
+        if not two.isolation["no_keyrings"]:
+            pytest.skip("this host has no seccomp filter")
+        scan = at_once(two)
+    assert scan.stdout == "refused 1\n", scan
+    with Sandbox(SandboxConfig(workers=2), _disable=("child_filter",)) as loose:
+        scan = at_once(loose)
+    assert scan.stdout == "found\n", scan
