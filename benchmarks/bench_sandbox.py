@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, t, k in (("naive python -c", t_naive, 3), ("sandbox", t_ours, 1)):
         parent = statistics.median(x[k][0] for x in rounds)
         runner = statistics.median(x[k][1] for x in rounds)
-        if name == "sandbox" and config.supervise:  # the kernel reaps each supervisor (the template
+        if name == "sandbox" and config.supervise and "pid_namespace" in iso:  # the kernel reaps each supervisor (the template
             # ignores SIGCHLD), so no rusage ever counts a supervisor's or its program's CPU time
             print(f"{name:<16}: {n / t:7.1f} responses/s ({t:7.2f} s wall); CPU-ms/response: not "
                   f"counted under a supervisor per program (--no-supervise counts it)")

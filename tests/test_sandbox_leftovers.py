@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,7 +44,7 @@ FREE_FLOATS = Program(textwrap.dedent("""
 """))
 
 
-@pytest.mark.skipif(os.uname().machine != "x86_64" or os.sys.version_info[:2] != (3, 11),
+@pytest.mark.skipif(os.uname().machine != "x86_64" or sys.version_info[:2] != (3, 11),
                     reason="the walk reads CPython 3.11's float layout on x86_64")
 @pytest.mark.parametrize("supervise", [True, False])
 def test_no_float_a_program_chose_reaches_a_later_program(supervise):
@@ -67,14 +68,20 @@ def test_no_float_a_program_chose_reaches_a_later_program(supervise):
 
 TEMPLATE_READS = Program(textwrap.dedent("""
     import ctypes, os, time
+    libc = ctypes.CDLL(None, use_errno=True)
+    def sysc(nr, *args):
+        if libc.syscall(nr, *args) != 0:
+            raise OSError(ctypes.get_errno(), str(nr))
     def ustat_tmp():
-        libc = ctypes.CDLL(None, use_errno=True)
-        dev = os.stat('/tmp').st_dev  # a tmpfs: an anonymous device 0:N
-        if libc.syscall(136, (os.major(dev) << 8) | os.minor(dev), ctypes.create_string_buffer(64)) != 0:
-            raise OSError(ctypes.get_errno(), 'ustat')
+        dev = os.stat('/tmp').st_dev  # a tmpfs: an anonymous device 0:N, in the kernel's encoding
+        maj, mnr = os.major(dev), os.minor(dev)
+        sysc(136, (mnr & 0xff) | (maj << 8) | ((mnr & ~0xff) << 12), ctypes.create_string_buffer(64))
+    zero = ctypes.create_string_buffer(16)  # a timespec of 0: absolute, so it never waits
     out = []
     for name, call in (('cpuclock_pid1', lambda: time.clock_gettime(-14)),  # pid 1's CPU clock
                        ('cpuclock_res', lambda: time.clock_getres(-14)),
+                       ('cpuclock_sleep', lambda: sysc(230, -14, 1, zero, None)),  # TIMER_ABSTIME
+                       ('cpuclock_timer', lambda: sysc(222, -14, None, ctypes.create_string_buffer(8))),
                        ('own_thread_clock', lambda: time.clock_gettime(time.pthread_getcpuclockid(
                            __import__('threading').get_ident()))),
                        ('statvfs', lambda: os.statvfs('/')),
@@ -107,35 +114,42 @@ def test_no_other_processs_cpu_clock_and_no_file_system_counts():
         if not one.isolation["no_keyrings"]:
             pytest.skip("this host has no seccomp filter")
         got = one.run(TEMPLATE_READS)
-    assert got.stdout.split() == ["cpuclock_pid1=EPERM", "cpuclock_res=EPERM", "own_thread_clock=EPERM",
-                                  "statvfs=EPERM", "ustat=EPERM", "fstatvfs=EPERM", "process_time=ok",
-                                  "thread_time=ok", "monotonic=ok"], got
+    assert got.stdout.split() == ["cpuclock_pid1=EPERM", "cpuclock_res=EPERM", "cpuclock_sleep=EPERM",
+                                  "cpuclock_timer=EPERM", "own_thread_clock=EPERM", "statvfs=EPERM",
+                                  "ustat=EPERM", "fstatvfs=EPERM", "process_time=ok", "thread_time=ok",
+                                  "monotonic=ok"], got
     with Sandbox(SandboxConfig(workers=1), _disable=("child_filter",)) as loose:
         got = loose.run(TEMPLATE_READS)
-    assert all(w.endswith("=ok") for w in got.stdout.split()) and len(got.stdout.split()) == 9, got
+    assert all(w.endswith("=ok") for w in got.stdout.split()) and len(got.stdout.split()) == 11, got
 
 
 FILLER = Program(textwrap.dedent("""
     import os, time
     for i in range(777):  # this program's /tmp now has 777 fewer free inodes than a fresh one
         open(f'/tmp/f{i}', 'w').close()
-    time.sleep(3)
-"""), timeout_s=10.0)
+    time.sleep(8)
+"""), timeout_s=20.0)
 SCANNER = Program(textwrap.dedent("""
     import ctypes, os, time
     libc = ctypes.CDLL(None, use_errno=True)
     def free_inodes(dev):  # struct ustat: f_tfree (int), f_tinode (unsigned long, offset 8), names
         buf = ctypes.create_string_buffer(64)
         return None if libc.syscall(136, dev, buf) != 0 else ctypes.c_ulong.from_buffer(buf, 8).value
-    time.sleep(1)
+    def code(maj, mnr):  # the kernel's device encoding (new_encode_dev)
+        return (mnr & 0xff) | (maj << 8) | ((mnr & ~0xff) << 12)
     st = os.stat('/tmp').st_dev
-    own = (os.major(st) << 8) | os.minor(st)
+    own = code(os.major(st), os.minor(st))
     mine = free_inodes(own)
     if mine is None:
         print('refused', ctypes.get_errno())
-    else:
-        print('found' if any(free_inodes(d) == mine - 777 for d in range(1, 1024) if d != own) else 'none')
-"""), timeout_s=10.0)
+        raise SystemExit
+    others = [code(0, m) for m in range(1, 4096)]  # anonymous devices 0:N (tmpfs among them)
+    found, end = False, time.monotonic() + 6
+    while not found and time.monotonic() < end:  # until the filler has made its files
+        found = any(free_inodes(d) == mine - 777 for d in others if d != own)
+        time.sleep(0.2)
+    print('found' if found else 'none')
+"""), timeout_s=20.0)
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="ustat exists on x86_64 only")
@@ -160,3 +174,31 @@ def test_no_program_reads_a_concurrent_programs_tmp():
     with Sandbox(SandboxConfig(workers=2), _disable=("child_filter",)) as loose:
         scan = at_once(loose)
     assert scan.stdout == "found\n", scan
+
+
+LEFT_BEHIND = Program(textwrap.dedent("""
+    import os, time
+    if os.fork() == 0:  # a child that burns 0.5 s of CPU, then outlives its parent
+        t = time.process_time()
+        while time.process_time() - t < 0.5:
+            pass
+        time.sleep(30)
+    time.sleep(0.8)
+    os._exit(0)
+"""), timeout_s=5.0)
+
+
+@pytest.mark.parametrize("supervise", [True, False])
+@pytest.mark.parametrize("cgroups", [True, False])
+def test_the_cpu_time_of_a_process_left_behind_is_counted(supervise, cgroups):
+    """A program's CPU time counts all its processes, also one it leaves behind (killed at the
+    end), with the slot's cgroup counter or, without one, by reaping: under a supervisor the
+    program's orphans come back to the supervisor (a child subreaper), which reaps them. Argued,
+    not shown: before, they went to the template, which ignores SIGCHLD, and without cgroups the
+    program's `cpu_s` was 0.004 s instead of 0.5 (`timeout` against `wall_timeout` and the
+    grader's limit calibration read it)."""
+    with Sandbox(SandboxConfig(workers=1, supervise=supervise), _disable=() if cgroups else ("cgroups",)) as one:
+        if cgroups and not one.isolation["cpu_limit"]:
+            pytest.skip("this host has no cgroup CPU counter")
+        r = one.run(LEFT_BEHIND)
+    assert r.error is None and 0.45 <= r.cpu_s < 1.5, r

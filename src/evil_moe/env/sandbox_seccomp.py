@@ -157,7 +157,8 @@ def _assemble(prog: list) -> _SockFprog:
 # clone with CLONE_PIDFD (with pidfd_open: a pidfd's inode number counts new processes),
 # mmap with MAP_HUGETLB (the kernel numbers the mapping's inode from the host-wide counter that
 # numbers pipes, even when the mapping then fails: a red-team review moved it so), and
-# clock_gettime, clock_getres, clock_nanosleep and timer_create on a negative clock id: those
+# clock_gettime, clock_getres, clock_nanosleep, timer_create and clock_settime on a negative
+# clock id: those
 # name another process's or thread's CPU-time clock, and the kernel checks no permission to
 # read one in the same pid namespace (a red-team review read the template's, pid 1's, which
 # the previous program's teardown moves, with no /proc). A program's own clocks
@@ -169,17 +170,19 @@ _CHILD_X86 = {"pipe": 22, "pipe2": 293, "socket": 41, "socketpair": 53, "memfd_c
               "futex_waitv": 449, "futex_wake": 454, "futex_wait": 455, "futex_requeue": 456,
               "statfs": 137, "fstatfs": 138, "ustat": 136,
               "futex": 202, "clone": 56, "mmap": 9,
-              "clock_gettime": 228, "clock_getres": 229, "clock_nanosleep": 230, "timer_create": 222}
+              "clock_gettime": 228, "clock_getres": 229, "clock_nanosleep": 230, "timer_create": 222,
+              "clock_settime": 227}
 _CHILD_GENERIC = {"pipe2": 59, "socket": 198, "socketpair": 199, "memfd_create": 279,
                   "memfd_secret": 447, "userfaultfd": 282, "perf_event_open": 241, "bpf": 280,
                   "syslog": 116, "name_to_handle_at": 264, "open_by_handle_at": 265,
                   "pidfd_open": 434, "futex_waitv": 449, "futex_wake": 454, "futex_wait": 455,
                   "futex_requeue": 456, "statfs": 43, "fstatfs": 44, "futex": 98, "clone": 220, "mmap": 222,
-                  "clock_gettime": 113, "clock_getres": 114, "clock_nanosleep": 115, "timer_create": 107}
+                  "clock_gettime": 113, "clock_getres": 114, "clock_nanosleep": 115, "timer_create": 107,
+                  "clock_settime": 112}
 CHILD_SYSCALLS = {"x86_64": _CHILD_X86, "aarch64": _CHILD_GENERIC, "riscv64": _CHILD_GENERIC}.get(os.uname().machine)
 FUTEX_PRIVATE_FLAG = 128
 MAP_HUGETLB = 0x40000
-CLOCK_CALLS = ("clock_gettime", "clock_getres", "clock_nanosleep", "timer_create")  # args[0]: clockid
+CLOCK_CALLS = ("clock_gettime", "clock_getres", "clock_nanosleep", "timer_create", "clock_settime")  # args[0]: clockid
 CLOCKID_SIGN = 0x80000000  # clockid_t is an int: negative ids (another process's CPU clock) have bit 31 set
 
 

@@ -209,6 +209,10 @@ class Template:
             _skip_threading_repair_in_programs()  # its fork put the repair back; the program skips it
             os.close(r)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # the program's orphans come back to the supervisor, not to this process (which
+            # ignores SIGCHLD: the kernel would reap them, their CPU time counted nowhere), so
+            # the supervisor reaps them and, without a cgroup CPU counter, counts their CPU time
+            prctl(PR_SET_CHILD_SUBREAPER, 1)
             try:
                 header, payload = self.run(req, main, failed)
                 send(self.resp_fd, header, payload[:-1])
@@ -232,7 +236,8 @@ class Template:
         """Run one program; its reply header and payload (stdout, stderr, then each file)."""
         self.count += 1
         # In a fresh /tmp its name is the same for every program (a count would tell a program
-        # how many ran before it on this worker); else a new one for each
+        # how many ran before it on this worker); else a new one for each (under a supervisor
+        # the count moves in the supervisor only: "run1" every time, wiped after each program)
         wdir = os.path.join(self.base, "run" if self.fresh_tmp else f"run{self.count}")
         os.mkdir(wdir, 0o700)
         if self.uid is not None:
