@@ -147,6 +147,8 @@ def _assemble(prog: list) -> _SockFprog:
 # - name_to_handle_at, open_by_handle_at: a pidfs file handle opens a pidfd by its inode number
 #   (a red-team review found its child's by search, and so the count of new processes);
 # - futex_waitv and the futex2 calls (their flags are out of a filter's reach);
+# - statmount, listmount (host-wide mount ids), sched_rr_get_interval (another CPU's load),
+#   (x86_64) futimesat (obsolete; its NULL-path form sets the times of a descriptor's file);
 # - statfs, fstatfs and (x86_64) ustat: the free blocks and inodes of the file systems the view's
 #   files live on, the host's disk and /dev/shm among them, which the host's own writes move;
 #   ustat finds any mounted file system by its device number, whatever the caller's mount
@@ -156,7 +158,9 @@ def _assemble(prog: list) -> _SockFprog:
 # offset of the page, so two programs that map the same library page could wake each other),
 # clone with CLONE_PIDFD (with pidfd_open: a pidfd's inode number counts new processes),
 # mmap with MAP_HUGETLB (the kernel numbers the mapping's inode from the host-wide counter that
-# numbers pipes, even when the mapping then fails: a red-team review moved it so), and
+# numbers pipes, even when the mapping then fails: a red-team review moved it so), prctl's
+# PR_SET_MEMORY_MERGE (KSM for the whole process, as MADV_MERGEABLE, which the first filter
+# refuses: merged pages are shared with other processes' identical pages), and
 # clock_gettime, clock_getres, clock_nanosleep, timer_create and clock_settime on a negative
 # clock id: those
 # name another process's or thread's CPU-time clock, and the kernel checks no permission to
@@ -168,7 +172,8 @@ _CHILD_X86 = {"pipe": 22, "pipe2": 293, "socket": 41, "socketpair": 53, "memfd_c
               "memfd_secret": 447, "userfaultfd": 323, "perf_event_open": 298, "bpf": 321,
               "syslog": 103, "name_to_handle_at": 303, "open_by_handle_at": 304, "pidfd_open": 434,
               "futex_waitv": 449, "futex_wake": 454, "futex_wait": 455, "futex_requeue": 456,
-              "statfs": 137, "fstatfs": 138, "ustat": 136,
+              "statfs": 137, "fstatfs": 138, "ustat": 136, "futimesat": 261, "statmount": 457,
+              "listmount": 458, "sched_rr_get_interval": 148, "prctl": 157,
               "futex": 202, "clone": 56, "mmap": 9,
               "clock_gettime": 228, "clock_getres": 229, "clock_nanosleep": 230, "timer_create": 222,
               "clock_settime": 227}
@@ -176,20 +181,23 @@ _CHILD_GENERIC = {"pipe2": 59, "socket": 198, "socketpair": 199, "memfd_create":
                   "memfd_secret": 447, "userfaultfd": 282, "perf_event_open": 241, "bpf": 280,
                   "syslog": 116, "name_to_handle_at": 264, "open_by_handle_at": 265,
                   "pidfd_open": 434, "futex_waitv": 449, "futex_wake": 454, "futex_wait": 455,
-                  "futex_requeue": 456, "statfs": 43, "fstatfs": 44, "futex": 98, "clone": 220, "mmap": 222,
+                  "futex_requeue": 456, "statfs": 43, "fstatfs": 44, "statmount": 457, "listmount": 458,
+                  "sched_rr_get_interval": 127, "prctl": 167, "futex": 98, "clone": 220, "mmap": 222,
                   "clock_gettime": 113, "clock_getres": 114, "clock_nanosleep": 115, "timer_create": 107,
                   "clock_settime": 112}
 CHILD_SYSCALLS = {"x86_64": _CHILD_X86, "aarch64": _CHILD_GENERIC, "riscv64": _CHILD_GENERIC}.get(os.uname().machine)
 FUTEX_PRIVATE_FLAG = 128
 MAP_HUGETLB = 0x40000
 CLOCK_CALLS = ("clock_gettime", "clock_getres", "clock_nanosleep", "timer_create", "clock_settime")  # args[0]: clockid
+PR_SET_MEMORY_MERGE = 67
 CLOCKID_SIGN = 0x80000000  # clockid_t is an int: negative ids (another process's CPU clock) have bit 31 set
 
 
 def child_filter() -> _SockFprog | None:
     """A second seccomp filter, stacked on each program: EPERM for the calls `CHILD_SYSCALLS`
     lists (see the comment above it), for futex without FUTEX_PRIVATE_FLAG, for clone with
-    CLONE_PIDFD, for mmap with MAP_HUGETLB and for the `CLOCK_CALLS` on a negative clock id.
+    CLONE_PIDFD, for mmap with MAP_HUGETLB, for prctl(PR_SET_MEMORY_MERGE) and for the
+    `CLOCK_CALLS` on a negative clock id.
     Each makes or finds a kernel object or a count that another program, at the same time or
     later, could see: red-team reviews passed results between programs through pidfd inode
     numbers, pipe inode numbers, socket cookies and the template's CPU clock. None where there
@@ -200,15 +208,17 @@ def child_filter() -> _SockFprog | None:
     LD, JEQ, JSET, RET, allow, deny = BPF_LD, BPF_JEQ, BPF_JSET, BPF_RET, RET_ALLOW, RET_EPERM
     prog: list = [(LD, None, None, 4), (JEQ, None, "allow", arch),  # another ABI: the first filter refuses it
                   (LD, None, None, 0)]
-    by_argument = ("futex", "clone", "mmap", *CLOCK_CALLS)
+    by_argument = ("futex", "clone", "mmap", "prctl", *CLOCK_CALLS)
     prog += [(JEQ, "deny", None, nr) for name, nr in nrs.items() if name not in by_argument]
     prog += [(JEQ, "clock", None, nrs[name]) for name in CLOCK_CALLS]
+    prog += [(JEQ, "prctl", None, nrs["prctl"])]
     prog += [(JEQ, "futex", None, nrs["futex"]), (JEQ, "mmap", None, nrs["mmap"]),
              (JEQ, None, "allow", nrs["clone"]),
              (LD, None, None, 16), (JSET, "deny", "allow", CLONE_PIDFD),  # clone's args[0]: flags
              "futex", (LD, None, None, 16 + 8 * 1), (JSET, "allow", "deny", FUTEX_PRIVATE_FLAG),  # args[1]: op
              "mmap", (LD, None, None, 16 + 8 * 3), (JSET, "deny", "allow", MAP_HUGETLB),  # args[3]: flags
              "clock", (LD, None, None, 16), (JSET, "deny", "allow", CLOCKID_SIGN),  # args[0]: clockid
+             "prctl", (LD, None, None, 16), (JEQ, "deny", "allow", PR_SET_MEMORY_MERGE),  # args[0]: option
              "allow", (RET, None, None, allow), "deny", (RET, None, None, deny)]
     return _assemble(prog)
 

@@ -562,6 +562,14 @@ def main() -> None:
         except OSError as e:
             notes.append(f"cgroup files unavailable ({e})")
     iso = isolate(settings, notes)
+    # stdin (and this process's fd 1) again, from the view: the host's /dev/null, opened above, is
+    # on a writable mount, and any process may set the times of a 0666 device node it holds
+    # (`os.utime(0)`): a red-team sweep passed data between programs, and graders, through the
+    # host's /dev/null that way. The view's is on a read-only mount (EROFS).
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
     prctl(PR_SET_DUMPABLE, 0)  # programs running as our uid cannot ptrace or read our memory
     if not iso["pid_namespace"]:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
