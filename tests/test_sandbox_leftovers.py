@@ -246,9 +246,45 @@ def test_mount_ids_run_queues_and_stdins_times_are_out_of_reach():
         refused, touched = one.run_many([MORE_REFUSED, STDIN_TOUCH])
     assert refused.stdout.split() == ["futimesat=EPERM", "statmount=EPERM", "listmount=EPERM",
                                       "sched_rr_get_interval=EPERM", "prctl_memory_merge=EPERM"], refused
+    assert touched.stdout == "utime=1 chown=1 b''\n", touched  # the allow-list: no fchown, no NULL-path utimensat
     if one.isolation["minimal_fs"]:
-        assert touched.stdout == "utime=30 chown=30 b''\n", touched  # EROFS
-    with Sandbox(SandboxConfig(workers=1), _disable=("child_filter",)) as loose:
+        with Sandbox(SandboxConfig(workers=1), _disable=("allowlist",)) as beneath:
+            touched = beneath.run(STDIN_TOUCH)
+        assert touched.stdout == "utime=30 chown=30 b''\n", touched  # and beneath it, EROFS
+    with Sandbox(SandboxConfig(workers=1), _disable=("child_filter", "allowlist")) as loose:
         refused = loose.run(MORE_REFUSED)
     assert refused.stdout.split() == ["futimesat=not-EPERM", "statmount=not-EPERM", "listmount=not-EPERM",
                                       "sched_rr_get_interval=not-EPERM", "prctl_memory_merge=not-EPERM"], refused
+
+
+OFF_THE_LIST = Program(textwrap.dedent("""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    out = []
+    for name, nr, args in (('getpriority', 140, (0, 0)), ('getcpu', 309, (None, None, None)),
+                           ('epoll_create1', 291, (0,)), ('eventfd2', 290, (0, 0)),
+                           ('sched_getscheduler', 145, (0,)), ('membarrier', 324, (0, 0, 0)),
+                           ('sync', 162, ()), ('utimensat_fd', 280, (0, None, None, 0))):
+        r = libc.syscall(nr, *args)
+        out.append(f"{name}={'EPERM' if r < 0 and ctypes.get_errno() == 1 else 'not-EPERM'}")
+    print(' '.join(out))
+"""))
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the allow-list is x86_64's")
+def test_calls_off_the_allow_list_are_refused():
+    """Each red-team round found one more call the deny-lists let through; the programs' third
+    filter is an allow-list (`program_allowlist`): a call it does not list is refused whether or
+    not a channel through it is known. A few that neither deny-list names, and the NULL-path form
+    of utimensat (which sets a descriptor's file's times): EPERM; the control, without the
+    allow-list: none is EPERM (utimensat on the read-only stdin is EROFS)."""
+    with Sandbox(SandboxConfig(workers=1)) as one:
+        if not one.isolation["no_keyrings"]:
+            pytest.skip("this host has no seccomp filter")
+        got = one.run(OFF_THE_LIST)
+    names = ["getpriority", "getcpu", "epoll_create1", "eventfd2", "sched_getscheduler", "membarrier", "sync",
+             "utimensat_fd"]
+    assert got.stdout.split() == [f"{n}=EPERM" for n in names], got
+    with Sandbox(SandboxConfig(workers=1), _disable=("allowlist",)) as loose:
+        got = loose.run(OFF_THE_LIST)
+    assert got.stdout.split() == [f"{n}=not-EPERM" for n in names], got

@@ -50,7 +50,7 @@ from sandbox_isolation import (  # noqa: E402
     unshare,
 )
 from sandbox_program import MEMORY_TAG, new_main, run_source  # noqa: E402
-from sandbox_seccomp import child_filter, install_filter  # noqa: E402
+from sandbox_seccomp import child_filter, install_filter, program_allowlist  # noqa: E402
 
 del sys.path[0]
 
@@ -116,6 +116,7 @@ class Template:
         self.used = [0, 0, 0]  # how much of each buffer the last program filled
         self.uid = UID_BASE + host_pid if iso["uid_drop"] else None
         self.child_filter = child_filter() if iso["no_keyrings"] and "child_filter" not in settings["disable"] else None
+        self.allowlist = program_allowlist() if self.child_filter is not None and "allowlist" not in settings["disable"] else None
         # With `supervise` (and a pid namespace) each program runs under a supervisor of its
         # own (`serve`), and this process reaps nothing itself: the kernel does (no exit status
         # reaches it).
@@ -443,6 +444,8 @@ class Template:
             prctl(PR_SET_DUMPABLE, 1)  # its own /proc/self stays readable to it
             if self.child_filter is not None:
                 install_filter(self.child_filter)  # no pidfds (see `child_filter`)
+            if self.allowlist is not None:
+                install_filter(self.allowlist)  # and no call outside the list (`program_allowlist`)
             environ = os.environ  # the rest of it is PROGRAM_ENV, set by the template
             environ["HOME"] = environ["TMPDIR"] = wdir
         except BaseException as e:  # noqa: BLE001
