@@ -264,7 +264,8 @@ OFF_THE_LIST = Program(textwrap.dedent("""
     for name, nr, args in (('getpriority', 140, (0, 0)), ('getcpu', 309, (None, None, None)),
                            ('epoll_create1', 291, (0,)), ('eventfd2', 290, (0, 0)),
                            ('sched_getscheduler', 145, (0,)), ('membarrier', 324, (0, 0, 0)),
-                           ('sync', 162, ()), ('utimensat_fd', 280, (0, None, None, 0))):
+                           ('sync', 162, ()), ('utimensat_fd', 280, (0, None, None, 0)),
+                           ('statx', 332, (-100, b'/tmp', 0, 0, ctypes.create_string_buffer(256)))):
         r = libc.syscall(nr, *args)
         out.append(f"{name}={'EPERM' if r < 0 and ctypes.get_errno() == 1 else 'not-EPERM'}")
     print(' '.join(out))
@@ -276,14 +277,15 @@ def test_calls_off_the_allow_list_are_refused():
     """Each red-team round found one more call the deny-lists let through; the programs' third
     filter is an allow-list (`program_allowlist`): a call it does not list is refused whether or
     not a channel through it is known. A few that neither deny-list names, and the NULL-path form
-    of utimensat (which sets a descriptor's file's times): EPERM; the control, without the
-    allow-list: none is EPERM (utimensat on the read-only stdin is EROFS)."""
+    of utimensat (which sets a descriptor's file's times), and statx (the kernel fills in the
+    host-wide mount id whatever the mask, round 11): EPERM; the control, without the allow-list:
+    none is EPERM (utimensat on the read-only stdin is EROFS)."""
     with Sandbox(SandboxConfig(workers=1)) as one:
         if not one.isolation["no_keyrings"]:
             pytest.skip("this host has no seccomp filter")
         got = one.run(OFF_THE_LIST)
     names = ["getpriority", "getcpu", "epoll_create1", "eventfd2", "sched_getscheduler", "membarrier", "sync",
-             "utimensat_fd"]
+             "utimensat_fd", "statx"]
     assert got.stdout.split() == [f"{n}=EPERM" for n in names], got
     with Sandbox(SandboxConfig(workers=1), _disable=("allowlist",)) as loose:
         got = loose.run(OFF_THE_LIST)

@@ -239,8 +239,9 @@ def install_filter(prog: _SockFprog) -> None:
 # grades in all 7 modes, and of the real split in gt_only and run_tests, 238, graded the same
 # with it). By argument: ioctl (terminal queries and close-on-exec only), madvise (the plain
 # advice), prctl (parent-death signal, dumpable query, thread name, VMA names), prlimit64 (its
-# own process only), utimensat (with a path: the NULL-path form sets a descriptor's file's times)
-# and statx (without the mount-id bits, numbered host-wide).
+# own process only) and utimensat (with a path: the NULL-path form sets a descriptor's file's
+# times). Not statx: the kernel fills in the mount id, numbered host-wide, whatever mask the
+# caller asks for (a red-team review, round 11); Python's os.stat uses newfstatat.
 _ALLOW_X86 = {
     "read": 0, "write": 1, "readv": 19, "writev": 20, "pread64": 17, "pwrite64": 18, "preadv": 295,
     "pwritev": 296, "preadv2": 327, "pwritev2": 328, "lseek": 8, "close": 3, "close_range": 436, "dup": 32, "dup2": 33, "dup3": 292,
@@ -264,12 +265,11 @@ _ALLOW_X86 = {
     "getgroups": 115, "getpgrp": 111, "getpgid": 121, "getsid": 124, "setsid": 112, "setpgid": 109,
     "uname": 63, "getrlimit": 97, "setrlimit": 160, "getrusage": 98, "times": 100}
 _ALLOW_BY_ARGUMENT_X86 = {"ioctl": 16, "madvise": 28, "prctl": 157, "prlimit64": 302, "utimensat": 280,
-                          "statx": 332, "clone3": 435}
+                          "clone3": 435}
 IOCTL_ALLOWED = (0x5401, 0x5413, 0x541B, 0x5450, 0x5451)  # TCGETS TIOCGWINSZ FIONREAD FIONCLEX FIOCLEX
 MADV_ALLOWED = (0, 1, 2, 3, 4, 8, 15)  # NORMAL RANDOM SEQUENTIAL WILLNEED DONTNEED FREE NOHUGEPAGE
 PRCTL_ALLOWED = (1, 2, 3, 15, 16, 21, 39, 0x53564D41)  # PDEATHSIG set/get, GET_DUMPABLE, NAME set/get,
 # GET_SECCOMP, GET_NO_NEW_PRIVS, SET_VMA
-STATX_MNT_IDS = 0x1000 | 0x4000  # STATX_MNT_ID, STATX_MNT_ID_UNIQUE
 
 
 def program_allowlist() -> _SockFprog | None:
@@ -278,12 +278,12 @@ def program_allowlist() -> _SockFprog | None:
     where there is no list for this machine (x86_64 only)."""
     if SYSCALLS is None or os.uname().machine != "x86_64":
         return None
-    LD, JEQ, JSET, RET = BPF_LD, BPF_JEQ, BPF_JSET, BPF_RET
+    LD, JEQ, RET = BPF_LD, BPF_JEQ, BPF_RET
     nrs = _ALLOW_BY_ARGUMENT_X86
     prog: list = [(LD, None, None, 4), (JEQ, None, "allow", SYSCALLS[0]),  # another ABI: the first filter refuses it
                   (LD, None, None, 0)]
     prog += [(JEQ, "allow", None, nr) for nr in _ALLOW_X86.values()]
-    prog += [(JEQ, name, None, nrs[name]) for name in ("ioctl", "madvise", "prctl", "prlimit64", "utimensat", "statx")]
+    prog += [(JEQ, name, None, nrs[name]) for name in ("ioctl", "madvise", "prctl", "prlimit64", "utimensat")]
     prog += [(JEQ, "nosys", "deny", nrs["clone3"])]
     prog += ["ioctl", (LD, None, None, 16 + 8 * 1)] + [(JEQ, "allow", None, c) for c in IOCTL_ALLOWED] + [(RET, None, None, RET_EPERM)]
     prog += ["madvise", (LD, None, None, 16 + 8 * 2)] + [(JEQ, "allow", None, a) for a in MADV_ALLOWED] + [(RET, None, None, RET_EPERM)]
@@ -291,7 +291,6 @@ def program_allowlist() -> _SockFprog | None:
     prog += ["prlimit64", (LD, None, None, 16), (JEQ, "allow", "deny", 0)]  # args[0]: pid 0, itself
     prog += ["utimensat", (LD, None, None, 16 + 8 * 1), (JEQ, None, "allow", 0),  # args[1]: the path,
              (LD, None, None, 16 + 8 * 1 + 4), (JEQ, "deny", "allow", 0)]  # NULL in both halves: refused
-    prog += ["statx", (LD, None, None, 16 + 8 * 3), (JSET, "deny", "allow", STATX_MNT_IDS)]  # args[3]: mask
     prog += ["nosys", (RET, None, None, 0x00050000 | errno.ENOSYS),
              "allow", (RET, None, None, RET_ALLOW), "deny", (RET, None, None, RET_EPERM)]
     return _assemble(prog)
