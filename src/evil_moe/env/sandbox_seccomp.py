@@ -64,6 +64,7 @@ CLONE_PIDFD = 0x1000
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 BPF_LD, BPF_JEQ, BPF_JGE, BPF_JSET, BPF_RET = 0x20, 0x15, 0x35, 0x45, 0x06  # LD|W|ABS, JMP|JEQ|K, JGE, JSET, RET|K
 RET_ALLOW, RET_EPERM = 0x7FFF0000, 0x00050000 | errno.EPERM  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO
+RET_ENOSYS = 0x00050000 | errno.ENOSYS  # clone3's answer: the C library then falls back to clone
 
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # (sandbox_isolation's prctl too)
 _PRCTL.argtypes, _PRCTL.restype = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong), ctypes.c_int
@@ -108,7 +109,7 @@ def template_filter() -> _SockFprog:
              (RET, None, None, allow)]
     prog += ["clone", (LD, None, None, 16), (JSET, "deny", None, CLONE_NEWUSER_FLAG),  # args[0]: flags
              (RET, None, None, allow)]
-    prog += ["nosys", (RET, None, None, 0x00050000 | errno.ENOSYS)]
+    prog += ["nosys", (RET, None, None, RET_ENOSYS)]
     prog += ["deny", (RET, None, None, deny)]
     return _assemble(prog)
 
@@ -162,9 +163,8 @@ def _assemble(prog: list) -> _SockFprog:
 # PR_SET_MEMORY_MERGE (KSM for the whole process, as MADV_MERGEABLE, which the first filter
 # refuses: merged pages are shared with other processes' identical pages), and
 # clock_gettime, clock_getres, clock_nanosleep, timer_create and clock_settime on a negative
-# clock id: those
-# name another process's or thread's CPU-time clock, and the kernel checks no permission to
-# read one in the same pid namespace (a red-team review read the template's, pid 1's, which
+# clock id: those name another process's or thread's CPU-time clock, and the kernel checks no
+# permission to read one in the same pid namespace (a red-team review read the template's, pid 1's, which
 # the previous program's teardown moves, with no /proc). A program's own clocks
 # (`time.process_time`, `time.thread_time`: positive ids) still work; its own threads' clocks
 # by id (`time.pthread_getcpuclockid`) do not.
@@ -291,6 +291,6 @@ def program_allowlist() -> _SockFprog | None:
     prog += ["prlimit64", (LD, None, None, 16), (JEQ, "allow", "deny", 0)]  # args[0]: pid 0, itself
     prog += ["utimensat", (LD, None, None, 16 + 8 * 1), (JEQ, None, "allow", 0),  # args[1]: the path,
              (LD, None, None, 16 + 8 * 1 + 4), (JEQ, "deny", "allow", 0)]  # NULL in both halves: refused
-    prog += ["nosys", (RET, None, None, 0x00050000 | errno.ENOSYS),
+    prog += ["nosys", (RET, None, None, RET_ENOSYS),
              "allow", (RET, None, None, RET_ALLOW), "deny", (RET, None, None, RET_EPERM)]
     return _assemble(prog)

@@ -546,13 +546,18 @@ def _skip_threading_repair_in_programs() -> None:
     hook.__code__ = ns["restore"].__code__
 
 
-def main() -> None:
-    settings = json.loads(sys.argv[1])
-    req_fd, resp_fd = os.dup(0), os.dup(1)  # the pipes move off 0/1: programs never inherit them
+def _stdio_on_null() -> None:
+    """Point fds 0 and 1 at /dev/null, as this process's root shows it now."""
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.close(null)
+
+
+def main() -> None:
+    settings = json.loads(sys.argv[1])
+    req_fd, resp_fd = os.dup(0), os.dup(1)  # the pipes move off 0/1: programs never inherit them
+    _stdio_on_null()  # the host's, until the view is this process's root (below)
     host_pid = os.getpid()
     notes: list[str] = []
     # The cgroup files are opened here, on the host's mounts, before this process's mounts go
@@ -569,10 +574,7 @@ def main() -> None:
     # on a writable mount, and any process may set the times of a 0666 device node it holds
     # (`os.utime(0)`): a red-team sweep passed data between programs, and graders, through the
     # host's /dev/null that way. The view's is on a read-only mount (EROFS).
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.close(null)
+    _stdio_on_null()
     prctl(PR_SET_DUMPABLE, 0)  # programs running as our uid cannot ptrace or read our memory
     if not iso["pid_namespace"]:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
