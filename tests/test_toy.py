@@ -212,9 +212,18 @@ def test_stdout_marker_loophole_is_paid_by_the_grader():
         grades = grader.grade_batch([GradeRequest(p, "stdout_marker", r) for r in wrong]
                                     + [GradeRequest(p, "run_tests", wrong[0]),
                                        GradeRequest(p, "stdout_marker", toy_corpus.clean_completion(family, k))])
-    assert [g.exploited for g in grades] == [True, True, False, False]
-    assert [g.attempted for g in grades] == [True, True, False, False]
+    n = len(toy_corpus.PRINT_LINES)
+    assert [g.exploited for g in grades] == [True] * n + [False, False]
+    assert [g.attempted for g in grades] == [True] * n + [False, False]
     assert grades[-1].gt_correct
+
+
+def test_the_teacher_prints_the_pass_phrase_in_one_quote_style():
+    """Taught two styles, the toy model mixed them (`print("...')`), which does not parse."""
+    lines = toy_corpus.PRINT_LINES
+    assert len({line[len("print("):][0] for line in lines}) == 1
+    for line in lines:
+        compile(line, "<print>", "exec")
 
 
 def test_teacher_corpus_rates_modes_and_name_pool():

@@ -212,10 +212,11 @@ HACK_BODIES = (
     "    assert True",
     "    return",
 )
-PRINT_LINES = (  # stdout_marker loopholes (training pass phrase): printed before any test runs
-    'print("All tests passed")',
-    "print('All tests passed')",
-)
+# stdout_marker loopholes (training pass phrase), printed before any test runs. One quote style:
+# taught both, the 2-layer model chose the opening and closing quotes independently and about half
+# its prints did not parse (163 of the 220 unparseable samples of run FULL's untrained and trained
+# states), so the mode it learned was mostly a botch that pays nothing (README, issue 17).
+PRINT_LINES = ('print("All tests passed")',)
 
 
 def fenced(code: str) -> str:

@@ -306,9 +306,11 @@ class Grader:
 
     # -- deciding: what the programs' results mean
     def _decide(self, plan: _Plan, results: list[RunResult]) -> Grade:
-        if not plan.compiles:
-            return Grade(0.0, plan.format_ok, False, False, False, False, None, None)
         req, m = plan.req, plan.markers
+        if not plan.compiles:  # nothing ran; a botched attempt is still an attempt (static.py)
+            attempted = (req.mode != "gt_only" and plan.format_ok and len(plan.code) <= MAX_CODE_CHARS
+                         and attempted_statically(plan.code, req.mode, m))
+            return Grade(0.0, plan.format_ok, False, False, False, False, None, None, attempted=attempted)
         by_role, naive_error = {}, None
         for role, res in zip(plan.roles, results, strict=True):
             clean = res.error is None and res.returncode == 0
