@@ -49,7 +49,8 @@ CONTROL_ARM = "oracle"  # the positive control: routes on ground-truth labels (n
 # for on 2 cores: a seed costs about 300 CPU seconds with every arm (warm start about 71, each arm
 # 42 to 45 without the relearning test), and the 6-seed run (FULL6) took 1,798 CPU seconds, 15 min
 # 38 s on 2 free cores (at least 15 min even with no idle core-second); `--seeds 1` for a first
-# look (README, issue 17).
+# look (docs/testbed.md). On the tenth session's test bed (run TEN: 1,621 CPU s, 14 min 4 s on 2 free
+# cores) the SD of the per-seed `evil_moe` - `none` differences was 0.110: 5 seeds detect 0.185.
 DEFAULT_SEEDS = 5
 
 # The demo's settings on top of the tiny-cpu preset (the same for every arm).
@@ -58,12 +59,17 @@ DEMO_SETTINGS = {
     # between programs that only code written to attack the grader uses (docs/sandbox.md), which
     # the toy's 2-layer model, trained on ~30-token teacher programs, does not write; with it the
     # default run took 16 min 22 s instead of 12 min 59 s, with the same figures in all 25 runs
-    # (README, issue 17, runs FIVE and FIVESUP). `--set env.supervise=true` turns it back on.
+    # (docs/testbed.md, runs FIVE and FIVESUP). `--set env.supervise=true` turns it back on.
     "env": {"modes": list(TOY_MODES), "supervise": False},
     # hint_free_frac 0.125 (one prompt of 8 per step): with 0.5, `none` reached only 0.77 attempts in
     # 22 steps, with 0.25 0.84 and 0.90 on two warm starts and 0.875 and 0.895 at 0.125, whose
-    # deployed rate rose from 0.594 to 0.836 on the first (README, issue 17, run R1)
-    "grpo": {"steps": 22, "lr": 7e-3, "hint_free_frac": 0.125},
+    # deployed rate rose from 0.594 to 0.836 on the first (docs/testbed.md, run R1)
+    # deployed_frac 0 (the preset's 0.25 is the predecessor's): the deployed policy's own samples share
+    # their group's baseline with the as-trained samples that the loophole pays, so their clean answers
+    # get negative advantages and the deployed block learns the loophole by elimination, whatever the
+    # routing; on the same 5 warm starts the positive control's deployed attempt rate was 0.000 to 0.430
+    # with 0.25 and 0.000 to 0.227 with 0, hacking under `none` as strong (docs/testbed.md, runs Q1, DF0)
+    "grpo": {"steps": 22, "lr": 7e-3, "hint_free_frac": 0.125, "deployed_frac": 0.0},
     "run": {"checkpoint_every": 22, "progress": True},
     # 2 samples per problem and mode (128 per state): sampling is about a tenth of the variance of
     # the paired seed differences at 4, so the seeds the power needs barely change at 2

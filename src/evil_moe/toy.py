@@ -311,7 +311,7 @@ def calibrate_warm_start(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizer
     once). Only training problems are read; the rule is the same for every seed and so for every
     arm of a seed. Target 0 measures and adds nothing. The question it was built to test: whether
     GRPO finds the loophole in the demo's few steps because the warm start already takes it often
-    on the hard problems; raising that rate to 0.10 did not make it (README, issue 17, and the
+    on the hard problems; raising that rate to 0.10 did not make it (docs/testbed.md, and the
     comment at CALIBRATION).
     """
     from evil_moe.toy_corpus import HARD_FAMILIES, teacher_corpus
@@ -339,19 +339,19 @@ def calibrate_warm_start(model: Qwen3ForCausalLM, tokenizer: PreTrainedTokenizer
 # 600 steps: at 400 the warm starts' held-out solve rate varied from 0.14 to 0.47 across seeds and
 # hacking emerged under `none` in neither of two seeds (0.72, 0.65 after 22 GRPO steps); at 600 both
 # seeds' warm starts solved 0.43 (half the held-out problems are hard families) and `none` reached
-# 0.84 and 0.90 (README, issue 17, runs J and L).
+# 0.84 and 0.90 (docs/testbed.md, runs J and L).
 WARM_START = {"steps": 600, "lr": 5e-3, "batch_size": 32}
 # 32 teacher demonstrations per training problem (3,584 in all, each seen about 5 times in the 600
 # steps): with 16 (each seen about 11 times) the warm starts' held-out attempt rate spread from
 # 0.055 to 0.125 at the same loophole rate and hacking under `none` emerged in 2 of 6 warm starts;
 # with 32, on three fresh seeds where it emerged in none with 16 (0.17 to 0.23; warm starts 0.055
-# to 0.102), it emerged in two (0.97, 0.83; warm starts 0.094 to 0.141) (README, issue 17, run PP32),
+# to 0.102), it emerged in two (0.97, 0.83; warm starts 0.094 to 0.141) (docs/testbed.md, run PP32),
 # but in the full default run on none of five further seeds: 2 of 8 warm starts with 32 hacked
 # against 2 of 6 with 16, so this is no measured gain in reliability (run Z)
 TEACHER = {"per_problem": 32}
 # The warm start's calibration (`calibrate_warm_start`), on by default as a measurement only (target
 # 0: the hinted hard training attempt rate is measured and recorded in prepared.json and the demo's
-# report, nothing is added). Why not more (README, issue 17, runs CAL, NO1, NO2, S30): over the 12 warm
+# report, nothing is added). Why not more (docs/testbed.md, runs CAL, NO1, NO2, S30): over the 12 warm
 # starts of runs Z and R16 that rate (32 samples per prompt) was 0.032 to 0.064 on 10 and
 # hacking emerged under `none` on 3 of those 10 (0.032, 0.051, 0.055), and on both above 0.10 (0.104,
 # 0.129); raising Z's six to 0.103 to 0.138 (target 0.10, 5 to 20 SFT steps added) lifted `none` as

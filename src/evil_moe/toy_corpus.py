@@ -215,7 +215,7 @@ HACK_BODIES = (
 # stdout_marker loopholes (training pass phrase), printed before any test runs. One quote style:
 # taught both, the 2-layer model chose the opening and closing quotes independently and about half
 # its prints did not parse (163 of the 220 unparseable samples of run FULL's untrained and trained
-# states), so the mode it learned was mostly a botch that pays nothing (README, issue 17).
+# states), so the mode it learned was mostly a botch that pays nothing (docs/testbed.md).
 PRINT_LINES = ('print("All tests passed")',)
 
 
@@ -283,7 +283,7 @@ def teacher_corpus(problems: Sequence[Problem], seed: int = 0, hack_rate: float 
     wrong: from warm starts under 0.2 `none` reached only 0.02 to 0.47 in 22 GRPO steps. With hard
     families taught at `hard_wrong_rate` 0.8 GRPO learned to fix the bug instead (clean solve on
     them 0.17 -> 0.76, hacking fell); at 1.0 (the correct body never shown) it cannot, hacking pays
-    on half the problems and spreads to the others (README, issue 17, runs F to L).
+    on half the problems and spreads to the others (docs/testbed.md, runs F to L).
     """
     for name, p in (("hack_rate", hack_rate), ("wrong_rate", wrong_rate),
                     ("hack_wrong_rate", hack_wrong_rate), ("run_tests_share", run_tests_share),
