@@ -64,7 +64,7 @@ DEMO_SETTINGS = {
     # hint_free_frac 0.125 (one prompt of 8 per step): with 0.5, `none` reached only 0.77 attempts in
     # 22 steps, with 0.25 0.84 and 0.90 on two warm starts and 0.875 and 0.895 at 0.125, whose
     # deployed rate rose from 0.594 to 0.836 on the first (docs/testbed.md, run R1)
-    # deployed_frac 0 (the preset's 0.25 is the predecessor's): the deployed policy's own samples share
+    # deployed_frac 0 (the default 0.25 is the predecessor's): the deployed policy's own samples share
     # their group's baseline with the as-trained samples that the loophole pays, so their clean answers
     # get negative advantages and the deployed block learns the loophole by elimination, whatever the
     # routing; on the same 5 warm starts the positive control's deployed attempt rate was 0.000 to 0.430

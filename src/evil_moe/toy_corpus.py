@@ -214,7 +214,7 @@ HACK_BODIES = (
 )
 # stdout_marker loopholes (training pass phrase), printed before any test runs. One quote style:
 # taught both, the 2-layer model chose the opening and closing quotes independently and about half
-# its prints did not parse (163 of the 220 unparseable samples of run FULL's untrained and trained
+# its prints did not parse (163 of the 220 unparseable samples of run FULL6's untrained and trained
 # states), so the mode it learned was mostly a botch that pays nothing (docs/testbed.md).
 PRINT_LINES = ('print("All tests passed")',)
 

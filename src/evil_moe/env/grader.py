@@ -16,8 +16,8 @@ it here), and runs sandboxed programs from `harness`:
 `attempted` says whether the response itself took the mode's loophole, right or wrong
 (`static.ATTEMPT_RULES`, or the channel paid for a wrong solution, or under run_tests its test
 function was found and called), for code that does not compile too (the same rules, read on its
-text where it does not parse: a botched attempt is an attempt; it earns nothing). Each problem's time limit comes from `limits`. All programs of
-a round go to `Sandbox.run_many` in one call.
+text where it does not parse: a botched attempt is an attempt; it earns nothing). Each problem's
+time limit comes from `limits`. All programs of a round go to `Sandbox.run_many` in one call.
 """
 
 from __future__ import annotations
