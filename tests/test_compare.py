@@ -136,3 +136,17 @@ def test_find_results_and_cli_errors(tmp_path, capsys):
     assert "no results.json" in capsys.readouterr().err
     assert main([str(run), "--out", str(tmp_path / "o")]) == 0
     assert "| route_a | 1 | 1 / 1 |" in capsys.readouterr().out
+
+
+def test_effects_plot_takes_a_difference_beyond_one(tmp_path):
+    """A paired difference of two ablation effects lies in [-2, 2]: a mean of -1.4 (the control's
+    effect minus a placebo whose ablation raised the rate) is drawn, not refused by matplotlib."""
+    from evil_moe.plots import effects_reach, plot_paired_effects
+
+    pair = {"arm": "oracle", "reference": "placebo",
+            "attempt": {"diffs": [-1.0625, -1.4375, -1.75], "mean": -1.4166, "lo": -2.3, "hi": -0.53, "p": 0.25}}
+    path = plot_paired_effects([pair], tmp_path / "effects.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    # the axis reaches the interval's far end (no clipping of the bar), and at least [-1, 1]
+    assert effects_reach([pair], "attempt") == pytest.approx(2.3)
+    assert effects_reach([pair], "solve") == 1.0

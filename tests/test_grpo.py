@@ -21,6 +21,17 @@ def test_group_advantages_subtracts_group_mean_without_std():
     assert torch.equal(group_advantages(torch.full((4,), 3.0), 2), torch.zeros(4))
 
 
+def test_positive_only_advantages_floor_at_zero_and_keep_the_rest():
+    """The floor changes the negative advantages only (to exactly 0), each group's mean stays the
+    baseline, and a group of equal rewards still gives zeros."""
+    rewards = torch.tensor([0.0, 3.5, 0.5, 0.5, 3.0, 3.0, 0.0, 1.0])
+    signed = group_advantages(rewards, group_size=4)
+    floored = group_advantages(rewards, group_size=4, positive_only=True)
+    assert torch.equal(floored, torch.tensor([0.0, 3.5 - 1.125, 0.0, 0.0, 3.0 - 1.75, 3.0 - 1.75, 0.0, 0.0]))
+    assert torch.equal(floored[signed > 0], signed[signed > 0]) and (signed < 0).sum() == 5
+    assert torch.equal(group_advantages(torch.full((4,), 3.0), 2, positive_only=True), torch.zeros(4))
+
+
 def test_group_advantages_rejects_ragged_groups():
     with pytest.raises(ValueError, match="group_size=3"):
         group_advantages(torch.zeros(4), group_size=3)

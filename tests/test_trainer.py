@@ -153,12 +153,16 @@ def test_oracle_arms_do_read_labels(tmp_path, arm):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("merge", [False, True])
-def test_gradients_match_one_graph_reference(tmp_path, merge):
+@pytest.mark.parametrize("merge,positive,deployed_positive",
+                         [(False, False, False), (True, False, False), (False, True, False), (False, False, True)])
+def test_gradients_match_one_graph_reference(tmp_path, merge, positive, deployed_positive):
     """Micro-batched training forward + router gradient through a leaf gate + pin loss equals one
     full-batch graph computed directly (router in the graph, every forward unmerged), to 1e-6;
-    also when the sampling policy's no-grad forwards run merged (`sampling.merge_adapter`)."""
-    cfg = tiny_cfg(tmp_path, micro_batch_size=3, kl_coef=0.1)
+    also when the sampling policy's no-grad forwards run merged (`sampling.merge_adapter`), with
+    `grpo.positive_advantages_only` (the reference floors its advantages at 0) and with
+    `grpo.deployed_positive_only` (the reference's keep is 0 where the advantage is not positive)."""
+    cfg = tiny_cfg(tmp_path, micro_batch_size=3, kl_coef=0.1, positive_advantages_only=positive,
+                   deployed_positive_only=deployed_positive)
     cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, merge_adapter=merge))
     tr = make_trainer(cfg)
     with torch.no_grad():  # away from the init, so that a merge changes the weights
@@ -189,9 +193,13 @@ def test_gradients_match_one_graph_reference(tmp_path, merge):
     w = router(torch.where(deployed[:, None, None], pools[1], pools[0]))  # (N,)
     with torch.no_grad(), policy.adapter.disabled():
         ref = token_logprobs(policy.model, batch, 1.0)
-    with policy.adapter.routing(torch.where(deployed, torch.zeros_like(w), w), (1 - w).detach()):
-        logp = token_logprobs(policy.model, batch, 1.0)
     adv = (rewards.view(-1, 4) - rewards.view(-1, 4).mean(1, keepdim=True)).flatten()
+    assert (adv < 0).any()  # the floor and the keep rule below have something to change
+    keep = (1 - w).detach() * (adv > 0) if deployed_positive else (1 - w).detach()
+    with policy.adapter.routing(torch.where(deployed, torch.zeros_like(w), w), keep):
+        logp = token_logprobs(policy.model, batch, 1.0)
+    if positive:
+        adv = adv.clamp(min=0.0)
     loss, _ = grpo_loss(logp, adv, batch.completion_mask, 8, len(sr.rollouts), ref, 0.1)
     hack, clean = pooled_pair_activations(policy.model, policy.tokenizer, policy.adapter, tr.pairs, 8)
     from evil_moe.router import pin_loss

@@ -146,6 +146,15 @@ class GRPOConfig:
                               "ablated) and trained as sampled (quarantine off in their training forward); every arm.")
     hint_free_frac: float = _f(0.5, "Share of each step's prompts shown without the loophole hint and graded by "
                                "ground truth (mode gt_only), to keep solve pressure; every arm.")
+    positive_advantages_only: bool = _f(False, "Floor every rollout's advantage at 0 (every arm): rollouts above "
+                                        "their group's mean are reinforced, none is pushed down, so no block learns "
+                                        "a behaviour by elimination of the alternatives. A diagnostic: on the CPU toy the "
+                                        "soft-routed arms collapsed with it (docs/training.md).")
+    deployed_positive_only: bool = _f(False, "The deployed block learns only from rollouts with a positive "
+                                      "advantage (its per-rollout gradient scale `keep` is 0 elsewhere; the "
+                                      "quarantine block and the router as before), every arm: it is taught what "
+                                      "to write and never pushed off an answer, so it cannot learn a behaviour by "
+                                      "elimination of the alternatives (docs/training.md).")
     tis_cap: float = _f(0.0, "Truncated importance sampling: weight each token's policy-gradient term by "
                         "min(p_train / p_sampling, cap) (detached); 0: off.")
 

@@ -69,8 +69,12 @@ DEMO_SETTINGS = {
     # get negative advantages and the deployed block learns the loophole by elimination, whatever the
     # routing; on the same 5 warm starts the positive control's deployed attempt rate was 0.000 to 0.430
     # with 0.25 and 0.000 to 0.227 with 0, hacking under `none` as strong (docs/testbed.md, runs Q1, DF0)
-    "grpo": {"steps": 22, "lr": 7e-3, "hint_free_frac": 0.125, "deployed_frac": 0.0},
-    "run": {"checkpoint_every": 22, "progress": True},
+    # 16 steps: hacking saturates by step 7 to 9, and on the same 5 warm starts 16 steps gave what 22
+    # did within a seed's noise (all five criteria on the same 3 seeds), 22% faster (docs/testbed.md,
+    # runs WS16 and D16). Signed advantages (`grpo.positive_advantages_only` off): with the floor the
+    # positive control's deployed block stayed clean but the router arms collapsed (docs/testbed.md)
+    "grpo": {"steps": 16, "lr": 7e-3, "hint_free_frac": 0.125, "deployed_frac": 0.0},
+    "run": {"checkpoint_every": 16, "progress": True},
     # 2 samples per problem and mode (128 per state): sampling is about a tenth of the variance of
     # the paired seed differences at 4, so the seeds the power needs barely change at 2
     "eval": {"markers": "train", "in_distribution": False, "samples_per_problem": 2,

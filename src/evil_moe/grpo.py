@@ -13,13 +13,18 @@ import torch
 from torch import Tensor
 
 
-def group_advantages(rewards: Tensor, group_size: int) -> Tensor:
-    """Each reward minus the mean reward of its group; groups are consecutive runs of `group_size`."""
+def group_advantages(rewards: Tensor, group_size: int, positive_only: bool = False) -> Tensor:
+    """Each reward minus the mean reward of its group; groups are consecutive runs of `group_size`.
+
+    `positive_only` floors the advantages at 0: rollouts better than their group's mean are
+    reinforced as before, the others get 0 instead of a negative advantage, so no rollout is
+    pushed down and nothing is learned by elimination (`grpo.positive_advantages_only`)."""
     if rewards.dim() != 1 or rewards.numel() % group_size != 0:
         raise ValueError(f"rewards must be 1-D with a length divisible by group_size={group_size}, "
                          f"got shape {tuple(rewards.shape)}")
     grouped = rewards.reshape(-1, group_size)  # (P, G)
-    return (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)  # (N,)
+    adv = (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)  # (N,)
+    return adv.clamp(min=0.0) if positive_only else adv
 
 
 LOGIT_CHUNK = 1 << 25  # float32 logits made at once by `token_logprobs` (128 MiB; under autograd

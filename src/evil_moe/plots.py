@@ -231,6 +231,18 @@ def plot_compare(summary: Mapping, path: str | Path, names: Mapping[str, str] | 
     return _save(fig, path)
 
 
+def effects_reach(pairs: Sequence[Mapping], key: str) -> float:
+    """Half-width of the effects plot's `key` axis: the largest |difference| or interval end over
+    `pairs`, at least 1 (a difference of two ablation effects lies in [-2, 2])."""
+    reach = 1.0
+    for p in pairs:
+        c = p.get(key)
+        if c is not None:
+            ends = [v for v in (c["lo"], c["hi"]) if v is not None]
+            reach = max(reach, *map(abs, [*c["diffs"], c["mean"], *ends]))
+    return reach
+
+
 def plot_paired_effects(pairs: Sequence[Mapping], path: str | Path,
                         title: str = "Ablation effect of each arm minus the reference's, paired by seed") -> Path:
     """Forest plot, one panel per metric: each (arm, reference) pair's per-seed differences of the
@@ -246,17 +258,18 @@ def plot_paired_effects(pairs: Sequence[Mapping], path: str | Path,
             if c is None:
                 continue
             ax.scatter(c["diffs"], np.full(len(c["diffs"]), yi), s=12, color=color, alpha=0.6)
-            lo = c["mean"] if c["lo"] is None else max(c["lo"], -1.05)
-            hi = c["mean"] if c["hi"] is None else min(c["hi"], 1.05)
+            lo = c["mean"] if c["lo"] is None else c["lo"]
+            hi = c["mean"] if c["hi"] is None else c["hi"]
             ax.errorbar(c["mean"], yi, xerr=[[c["mean"] - lo], [hi - c["mean"]]], fmt="D", color="k", capsize=3)
             ax.text(1.02, yi, f"p={c['p']:.3g}", transform=ax.get_yaxis_transform(), fontsize=7, va="center")
         ax.axvline(0, color="k", lw=1)
-        ax.set_xlim(-1.05, 1.05)
+        reach = effects_reach(pairs, key)  # the whole interval shown, never clipped
+        ax.set_xlim(-1.05 * reach, 1.05 * reach)
         ax.set_title(f"{key} rate", fontsize=10)
         ax.set_xlabel("arm's OFF - ON minus the reference's", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, labels, fontsize=8)
-    fig.suptitle(f"{title}\n(dots: seeds; diamond and bar: mean with t 95% interval, clipped to the axis; "
+    fig.suptitle(f"{title}\n(dots: seeds; diamond and bar: mean with t 95% interval; "
                  "p: exact sign-flip; negative: the arm's ablation lowered the rate more)", fontsize=10, y=1.0)
     fig.tight_layout()
     return _save(fig, path)

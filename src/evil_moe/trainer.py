@@ -290,9 +290,10 @@ class Trainer:
         model.train(cfg.model.gradient_checkpointing)  # HF checkpoints activations only in train mode
         for p in self.params:
             p.grad = None
-        adv = group_advantages(rewards, cfg.grpo.group_size)  # (N,)
+        adv = group_advantages(rewards, cfg.grpo.group_size, cfg.grpo.positive_advantages_only)  # (N,)
         n_global = len(rollouts) * self.dist.world_size
         gate = rw.gate.detach().clone().requires_grad_(rw.gate.requires_grad)  # (N,) leaf: router grad collects here
+        keep = rw.keep * (adv > 0).to(rw.keep.dtype) if cfg.grpo.deployed_positive_only else rw.keep  # (N,)
         parts = dict(pg_loss=0.0, kl_loss=0.0, kl_sum=0.0, tokens=0.0, mismatch_sum=0.0, mismatch_k3_sum=0.0,
                      tis_weight_sum=0.0, tis_capped=0.0)
         cap = cfg.grpo.tis_cap
@@ -300,7 +301,7 @@ class Trainer:
             ref = scored.ref_logp[k] if scored.ref_logp is not None else None
             mask = batch.completion_mask.bool()  # (n, T)
             # backward inside the routing context: gradient checkpointing re-runs the forward there
-            with adapter.routing(gate[sl], rw.keep[sl]):
+            with adapter.routing(gate[sl], keep[sl]):
                 logp = token_logprobs(model, batch, cfg.sampling.temperature)  # (n, T)
                 d = logp.detach() - scored.logp[k]  # (n, T) training minus behaviour log-prob
                 tis = torch.exp(d).clamp(max=cap) if cap else None  # (n, T) truncated importance weight
