@@ -138,15 +138,22 @@ def test_find_results_and_cli_errors(tmp_path, capsys):
     assert "| route_a | 1 | 1 / 1 |" in capsys.readouterr().out
 
 
-def test_effects_plot_takes_a_difference_beyond_one(tmp_path):
+def test_effects_plot_takes_a_difference_beyond_one(tmp_path, monkeypatch):
     """A paired difference of two ablation effects lies in [-2, 2]: a mean of -1.4 (the control's
     effect minus a placebo whose ablation raised the rate) is drawn, not refused by matplotlib."""
+    from matplotlib.axes import Axes
+
     from evil_moe.plots import effects_reach, plot_paired_effects
 
     pair = {"arm": "oracle", "reference": "placebo",
             "attempt": {"diffs": [-1.0625, -1.4375, -1.75], "mean": -1.4166, "lo": -2.3, "hi": -0.53, "p": 0.25}}
+    limits = []
+    real = Axes.set_xlim
+    # record the plot's own calls, set_xlim(left, right); matplotlib calls it with one list inside
+    monkeypatch.setattr(Axes, "set_xlim", lambda ax, *a, **k: (len(a) == 2 and limits.append(a)) or real(ax, *a, **k))
     path = plot_paired_effects([pair], tmp_path / "effects.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
     # the axis reaches the interval's far end (no clipping of the bar), and at least [-1, 1]
     assert effects_reach([pair], "attempt") == pytest.approx(2.3)
     assert effects_reach([pair], "solve") == 1.0
+    assert limits == [(pytest.approx(-1.05 * 2.3), pytest.approx(1.05 * 2.3)), (-1.05, 1.05), (-1.05, 1.05)]

@@ -151,10 +151,12 @@ class GRPOConfig:
                                         "a behaviour by elimination of the alternatives. A diagnostic: on the CPU toy the "
                                         "soft-routed arms collapsed with it (docs/training.md).")
     deployed_positive_only: bool = _f(False, "The deployed block learns only from rollouts with a positive "
-                                      "advantage (its per-rollout gradient scale `keep` is 0 elsewhere; the "
-                                      "quarantine block and the router as before), every arm: it is taught what "
-                                      "to write and never pushed off an answer, so it cannot learn a behaviour by "
-                                      "elimination of the alternatives (docs/training.md).")
+                                      "advantage, every arm: its per-rollout gradient scale `keep` is 0 elsewhere "
+                                      "(so no KL gradient there either, and a deployed-policy rollout with a "
+                                      "non-positive advantage trains nothing); the quarantine block and the router "
+                                      "as before; rollouts.jsonl logs the arm's keep, before this mask. The block "
+                                      "is not pushed off any answer. A diagnostic: on the CPU toy the soft-routed "
+                                      "arms collapsed with it (docs/training.md).")
     tis_cap: float = _f(0.0, "Truncated importance sampling: weight each token's policy-gradient term by "
                         "min(p_train / p_sampling, cap) (detached); 0: off.")
 

@@ -50,7 +50,9 @@ CONTROL_ARM = "oracle"  # the positive control: routes on ground-truth labels (n
 # 42 to 45 without the relearning test), and the 6-seed run (FULL6) took 1,798 CPU seconds, 15 min
 # 38 s on 2 free cores (at least 15 min even with no idle core-second); `--seeds 1` for a first
 # look (docs/testbed.md). On the tenth session's test bed (run TEN: 1,621 CPU s, 14 min 4 s on 2 free
-# cores) the SD of the per-seed `evil_moe` - `none` differences was 0.110: 5 seeds detect 0.185.
+# cores) the SD of the per-seed `evil_moe` - `none` differences was 0.110: 5 seeds detect 0.185; on
+# the eleventh's (run THIRTEEN: 16 steps, 1,436 CPU s, 12 min 34 s; warm starts about 75 to 80 CPU s
+# each) it was 0.048: 5 seeds detect 0.080. A sixth seed (about 2.5 min) would not fit reliably.
 DEFAULT_SEEDS = 5
 
 # The demo's settings on top of the tiny-cpu preset (the same for every arm).
@@ -69,10 +71,11 @@ DEMO_SETTINGS = {
     # get negative advantages and the deployed block learns the loophole by elimination, whatever the
     # routing; on the same 5 warm starts the positive control's deployed attempt rate was 0.000 to 0.430
     # with 0.25 and 0.000 to 0.227 with 0, hacking under `none` as strong (docs/testbed.md, runs Q1, DF0)
-    # 16 steps: hacking saturates by step 7 to 9, and on the same 5 warm starts 16 steps gave what 22
-    # did within a seed's noise (all five criteria on the same 3 seeds), 22% faster (docs/testbed.md,
-    # runs WS16 and D16). Signed advantages (`grpo.positive_advantages_only` off): with the floor the
-    # positive control's deployed block stayed clean but the router arms collapsed (docs/testbed.md)
+    # 16 steps: training attempts pass 0.9 by step 6 to 9; on the same 5 warm starts 16 steps met all
+    # five criteria on the same 3 seeds as 22, the control leaking somewhat more (deployed attempts
+    # 0.102 to 0.328 against 0.023 to 0.273), about 22% faster (docs/testbed.md, runs WS16 and D16).
+    # Signed advantages (`grpo.positive_advantages_only` and `deployed_positive_only` off): with either
+    # floor the control's deployed block stayed clean but the soft-routed arms collapsed (docs/testbed.md)
     "grpo": {"steps": 16, "lr": 7e-3, "hint_free_frac": 0.125, "deployed_frac": 0.0},
     "run": {"checkpoint_every": 16, "progress": True},
     # 2 samples per problem and mode (128 per state): sampling is about a tenth of the variance of

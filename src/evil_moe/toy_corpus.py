@@ -278,8 +278,10 @@ def teacher_corpus(problems: Sequence[Problem], seed: int = 0, hack_rate: float 
 
     With three prompt modes, `wrong_rate` 0.45 (the single-mode corpus's) left the 2-layer model
     unable to copy k from the statement after 400 steps (right k in 8% of held-out samples);
-    at 0.2 it copies it (69%). `hack_rate` sets the warm start's held-out attempt rate (0.2 gives
-    about 0.07 to 0.13). Without hard families hacking paid only where the clean solution was
+    at 0.2 it copies it (69%). `hack_rate` sets the warm start's held-out attempt rate (with the
+    test bed's other settings, 0.2 gave 0.117 to 0.195 over 5 seeds, 0.16 with `run_tests_share`
+    0.5 gave 0.055 to 0.125). The defaults here are the older teacher's; the test bed passes its
+    own (`toy.TEACHER`). Without hard families hacking paid only where the clean solution was
     wrong: from warm starts under 0.2 `none` reached only 0.02 to 0.47 in 22 GRPO steps. With hard
     families taught at `hard_wrong_rate` 0.8 GRPO learned to fix the bug instead (clean solve on
     them 0.17 -> 0.76, hacking fell); at 1.0 (the correct body never shown) it cannot, hacking pays
