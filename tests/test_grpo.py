@@ -21,6 +21,25 @@ def test_group_advantages_subtracts_group_mean_without_std():
     assert torch.equal(group_advantages(torch.full((4,), 3.0), 2), torch.zeros(4))
 
 
+def test_weighted_baseline_is_the_weighted_group_mean():
+    """With weights, the baseline is sum(w r) / sum(w) per group; a group with all weights 0 gets
+    advantage 0; weights of another shape or below 0 are refused."""
+    rewards = torch.tensor([3.5, 0.5, 0.5, 3.5, 1.0, 2.0, 3.0, 4.0])
+    weights = torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    adv = group_advantages(rewards, group_size=4, weights=weights)
+    assert torch.equal(adv, torch.tensor([3.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0]))
+    soft = torch.tensor([0.25, 0.5, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    base = (0.25 * 3.5 + 0.5 * 0.5 + 1.0 * 0.5) / 1.75
+    torch.testing.assert_close(group_advantages(rewards, 4, weights=soft)[:4], rewards[:4] - base, atol=1e-6, rtol=0)
+    # weights all 1: the group's mean, bit for bit
+    assert torch.equal(group_advantages(rewards, 4, weights=torch.ones(8)), group_advantages(rewards, 4))
+    assert torch.equal(group_advantages(rewards, 4, positive_only=True, weights=weights).min(), torch.tensor(0.0))
+    with pytest.raises(ValueError, match="weights must be"):
+        group_advantages(rewards, 4, weights=torch.ones(4))
+    with pytest.raises(ValueError, match="weights must be"):
+        group_advantages(rewards, 4, weights=-weights - 1)
+
+
 def test_positive_only_advantages_floor_at_zero_and_keep_the_rest():
     """The floor changes the negative advantages only (to exactly 0), each group's mean stays the
     baseline, and a group of equal rewards still gives zeros."""

@@ -153,16 +153,22 @@ def test_oracle_arms_do_read_labels(tmp_path, arm):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("merge,positive,deployed_positive",
-                         [(False, False, False), (True, False, False), (False, True, False), (False, False, True)])
-def test_gradients_match_one_graph_reference(tmp_path, merge, positive, deployed_positive):
+@pytest.mark.parametrize("merge,positive,deployed_positive,baseline",
+                         [(False, False, False, "group"), (True, False, False, "group"),
+                          (False, True, False, "group"), (False, False, True, "group"),
+                          (False, False, False, "kept"), (True, False, False, "kept"),
+                          (False, True, False, "kept"), (False, False, True, "kept")])
+def test_gradients_match_one_graph_reference(tmp_path, merge, positive, deployed_positive, baseline):
     """Micro-batched training forward + router gradient through a leaf gate + pin loss equals one
     full-batch graph computed directly (router in the graph, every forward unmerged), to 1e-6;
     also when the sampling policy's no-grad forwards run merged (`sampling.merge_adapter`), with
     `grpo.positive_advantages_only` (the reference floors its advantages at 0) and with
-    `grpo.deployed_positive_only` (the reference's keep is 0 where the advantage is not positive)."""
+    `grpo.deployed_positive_only` (the reference's keep is 0 where the advantage is not positive).
+    With `grpo.deployed_baseline` "kept", the deployed block's gradient is that graph's gradient
+    with the deployed advantages (reward minus the keep-weighted group mean), the quarantine
+    block's and the router's that graph's with the group's (the trainer runs two passes)."""
     cfg = tiny_cfg(tmp_path, micro_batch_size=3, kl_coef=0.1, positive_advantages_only=positive,
-                   deployed_positive_only=deployed_positive)
+                   deployed_positive_only=deployed_positive, deployed_baseline=baseline)
     cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, merge_adapter=merge))
     tr = make_trainer(cfg)
     with torch.no_grad():  # away from the init, so that a merge changes the weights
@@ -193,20 +199,89 @@ def test_gradients_match_one_graph_reference(tmp_path, merge, positive, deployed
     w = router(torch.where(deployed[:, None, None], pools[1], pools[0]))  # (N,)
     with torch.no_grad(), policy.adapter.disabled():
         ref = token_logprobs(policy.model, batch, 1.0)
-    adv = (rewards.view(-1, 4) - rewards.view(-1, 4).mean(1, keepdim=True)).flatten()
+    r = rewards.view(-1, 4)  # (P, G)
+    adv = (r - r.mean(1, keepdim=True)).flatten()  # (N,)
+    k0 = (1 - w).detach().view(-1, 4)  # (P, G)
+    adv_dep = (r - (k0 * r).sum(1, keepdim=True) / k0.sum(1, keepdim=True)).flatten() if baseline == "kept" else adv
     assert (adv < 0).any()  # the floor and the keep rule below have something to change
-    keep = (1 - w).detach() * (adv > 0) if deployed_positive else (1 - w).detach()
-    with policy.adapter.routing(torch.where(deployed, torch.zeros_like(w), w), keep):
-        logp = token_logprobs(policy.model, batch, 1.0)
+    assert (adv_dep - adv).abs().max() > 1e-3 if baseline == "kept" else True  # the two baselines differ here
+    keep = (1 - w).detach() * (adv_dep > 0) if deployed_positive else (1 - w).detach()
     if positive:
-        adv = adv.clamp(min=0.0)
-    loss, _ = grpo_loss(logp, adv, batch.completion_mask, 8, len(sr.rollouts), ref, 0.1)
-    hack, clean = pooled_pair_activations(policy.model, policy.tokenizer, policy.adapter, tr.pairs, 8)
+        adv, adv_dep = adv.clamp(min=0.0), adv_dep.clamp(min=0.0)
     from evil_moe.router import pin_loss
-    (loss + pin_loss(router, hack, clean)).backward()
+    deployed_ids = {id(p) for p in policy.adapter.deployed_parameters()}
+    want = {}
+    for block_adv, mine in ((adv, lambda p: id(p) not in deployed_ids), (adv_dep, lambda p: id(p) in deployed_ids)):
+        for p in tr.params:
+            p.grad = None
+        w = router(torch.where(deployed[:, None, None], pools[1], pools[0]))  # (N,) a fresh router graph
+        with policy.adapter.routing(torch.where(deployed, torch.zeros_like(w), w), keep):
+            logp = token_logprobs(policy.model, batch, 1.0)
+        loss, _ = grpo_loss(logp, block_adv, batch.completion_mask, 8, len(sr.rollouts), ref, 0.1)
+        hack, clean = pooled_pair_activations(policy.model, policy.tokenizer, policy.adapter, tr.pairs, 8)
+        (loss + pin_loss(router, hack, clean)).backward()
+        want.update({id(p): p.grad.clone() for p in tr.params if mine(p)})
     for p in tr.params:
-        torch.testing.assert_close(got[id(p)], p.grad, atol=1e-6, rtol=0)
-    assert any(p.grad.abs().sum() > 0 for p in tr.routing.parameters())
+        torch.testing.assert_close(got[id(p)], want[id(p)], atol=1e-6, rtol=0)
+    assert any(want[id(p)].abs().sum() > 0 for p in tr.routing.parameters())
+
+
+@pytest.mark.parametrize("arm,passes", [("none", 1), ("oracle", 1), ("route_a", 2)])
+def test_each_block_learns_against_its_own_baseline(tmp_path, monkeypatch, arm, passes):
+    """With `grpo.deployed_baseline` "kept" (the default), each block's gradient equals the one-graph
+    GRPO gradient with its own advantages (deployed block: reward minus the keep-weighted group
+    mean; quarantine block: minus the group's mean), to 1e-6: for `none` (keep 1: both baselines
+    are the group's), for the hard-routed oracle (each rollout trains one block: one pass) and for
+    route_a (rollouts that train both blocks: two passes)."""
+    import evil_moe.trainer as trainer_mod
+
+    cfg = tiny_cfg(tmp_path, arm=arm, micro_batch_size=3, kl_coef=0.1)
+    assert cfg.grpo.deployed_baseline == "kept"
+    tr = make_trainer(cfg)
+    with torch.no_grad():
+        for layer in tr.policy.adapter.layers.values():
+            layer.B_dep.add_(0.05)
+            layer.B_quar.sub_(0.05)
+    sr = tr.sample()
+    grades = tr.grade(sr)
+    rewards = torch.tensor([g.reward for g in grades])
+    scored = tr.score(sr.rollouts)
+    rw = tr.route(scored, rewards, grades)
+    calls = []
+    real = trainer_mod.token_logprobs
+    monkeypatch.setattr(trainer_mod, "token_logprobs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
+    monkeypatch.undo()
+    assert len(calls) == passes * 3  # 8 rollouts in micro-batches of 3
+    got = {id(p): p.grad.clone() for p in tr.params}
+    policy = tr.policy
+    batch = collate(sr.rollouts, policy.tokenizer.pad_token_id)
+    with torch.no_grad(), policy.adapter.disabled():
+        ref = token_logprobs(policy.model, batch, 1.0)
+    r, k = rewards.view(-1, 4), rw.keep.view(-1, 4)  # (P, G)
+    adv = (r - r.mean(1, keepdim=True)).flatten()  # (N,)
+    adv_dep = (r - (k * r).sum(1, keepdim=True) / k.sum(1, keepdim=True)).flatten()  # (N,)
+    if arm == "none":
+        assert torch.equal(rw.keep, torch.ones(8)) and torch.allclose(adv_dep, adv)
+    else:
+        assert ((rw.keep > 0) & ((adv_dep - adv).abs() > 1e-3)).any()  # the baselines differ where it counts
+    if arm == "oracle":  # both kinds of rollout in the batch, each training one block
+        assert (rw.gate == 1).any() and (rw.keep == 1).any() and torch.equal(rw.gate * rw.keep, torch.zeros(8))
+    if arm == "route_a":
+        assert ((rw.gate > 0) & (rw.keep > 0)).any()
+    want = {}
+    for block_adv, params in ((adv, policy.adapter.quarantine_parameters()),
+                              (adv_dep, policy.adapter.deployed_parameters())):
+        for p in tr.params:
+            p.grad = None
+        with policy.adapter.routing(rw.gate.detach(), rw.keep):
+            logp = token_logprobs(policy.model, batch, 1.0)
+        loss, _ = grpo_loss(logp, block_adv, batch.completion_mask, 8, len(sr.rollouts), ref, 0.1)
+        loss.backward()
+        want.update({id(p): p.grad.clone() for p in params})
+    assert len(want) == len(got)
+    for p in tr.params:
+        torch.testing.assert_close(got[id(p)], want[id(p)], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("arm", ["evil_moe", "route_a"])

@@ -150,6 +150,13 @@ class GRPOConfig:
                                         "their group's mean are reinforced, none is pushed down, so no block learns "
                                         "a behaviour by elimination of the alternatives. A diagnostic: on the CPU toy the "
                                         "soft-routed arms collapsed with it (docs/training.md).")
+    deployed_baseline: str = _f("kept", "The deployed block's advantage baseline: 'kept' = its group's mean reward "
+                                "weighted by keep (the rollouts it learns from, in the shares it learns from them), "
+                                "so a kept clean rollout is judged against the other kept rollouts and not pushed "
+                                "down for losing to the loophole takers routed away from it; 'group' = the group's "
+                                "mean. The quarantine block and the router always use the group's mean. Same for "
+                                "every arm (`none`, keep 1, is unchanged); a soft-routed arm's backward runs twice "
+                                "(docs/training.md).")
     deployed_positive_only: bool = _f(False, "The deployed block learns only from rollouts with a positive "
                                       "advantage, every arm: its per-rollout gradient scale `keep` is 0 elsewhere "
                                       "(so no KL gradient there either, and a deployed-policy rollout with a "
@@ -243,6 +250,7 @@ def validate(cfg: Config) -> None:
         ("grpo.warmup_steps", g.warmup_steps >= 0, "must be 0 or more"),
         ("grpo.grad_clip", g.grad_clip > 0, "must be positive"),
         ("grpo.kl_coef", g.kl_coef >= 0, "must be 0 or more"),
+        ("grpo.deployed_baseline", g.deployed_baseline in ("kept", "group"), "must be 'kept' or 'group'"),
         ("router.lr", r.lr > 0, "must be positive"),
         ("router.grad_clip", r.grad_clip > 0, "must be positive"),
         ("router.pin_weight", r.pin_weight >= 0, "must be 0 or more"),

@@ -13,17 +13,31 @@ import torch
 from torch import Tensor
 
 
-def group_advantages(rewards: Tensor, group_size: int, positive_only: bool = False) -> Tensor:
-    """Each reward minus the mean reward of its group; groups are consecutive runs of `group_size`.
+def group_advantages(rewards: Tensor, group_size: int, positive_only: bool = False,
+                     weights: Tensor | None = None) -> Tensor:
+    """Each reward minus a baseline of its group; groups are consecutive runs of `group_size`.
 
-    `positive_only` floors the advantages at 0: rollouts better than their group's mean are
-    reinforced as before, the others get 0 instead of a negative advantage, so no rollout is
-    pushed down and nothing is learned by elimination (`grpo.positive_advantages_only`)."""
+    The baseline is the group's mean reward, or with `weights` (N,) >= 0 the weighted mean
+    sum(w r) / sum(w) over the group (the deployed block's baseline under `grpo.deployed_baseline`
+    "kept": the mean over the rollouts it learns from, in the shares it learns from them); a group
+    whose weights are all 0 gets advantage 0. `positive_only` floors the advantages at 0: rollouts
+    above the baseline are reinforced as before, the others get 0 instead of a negative advantage,
+    so no rollout is pushed down and nothing is learned by elimination (`grpo.positive_advantages_only`)."""
     if rewards.dim() != 1 or rewards.numel() % group_size != 0:
         raise ValueError(f"rewards must be 1-D with a length divisible by group_size={group_size}, "
                          f"got shape {tuple(rewards.shape)}")
     grouped = rewards.reshape(-1, group_size)  # (P, G)
-    adv = (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)  # (N,)
+    if weights is None:
+        adv = grouped - grouped.mean(dim=1, keepdim=True)  # (P, G)
+    else:
+        if weights.shape != rewards.shape or bool((weights < 0).any()):
+            raise ValueError(f"weights must be (N,) = {tuple(rewards.shape)} and >= 0, got shape "
+                             f"{tuple(weights.shape)}")
+        wg = weights.detach().reshape(-1, group_size).to(grouped.dtype)  # (P, G)
+        total = wg.sum(dim=1, keepdim=True)  # (P, 1)
+        baseline = (wg * grouped).sum(dim=1, keepdim=True) / total.clamp(min=torch.finfo(grouped.dtype).tiny)
+        adv = torch.where(total > 0, grouped - baseline, torch.zeros_like(grouped))  # (P, G)
+    adv = adv.reshape(-1)  # (N,)
     return adv.clamp(min=0.0) if positive_only else adv
 
 

@@ -274,6 +274,33 @@ class Trainer:
         gate = torch.where(scored.deployed, torch.zeros_like(rw.gate), rw.gate)  # (N,) keeps the router's graph
         return RoutingWeights(gate=gate, keep=rw.keep, w=rw.w)
 
+    def _policy_gradient(self, rollouts: list[Rollout], scored: Scored, gate: torch.Tensor, keep: torch.Tensor,
+                         adv: torch.Tensor, n_global: int, parts: dict[str, float] | None) -> None:
+        """One pass of the GRPO loss's backward over the micro-batches, under `routing(gate, keep)`, with
+        advantages `adv` (N,); adds the loss's parts to `parts` (None: a second pass, not logged)."""
+        cfg, adapter, model = self.cfg, self.policy.adapter, self.policy.model
+        cap = cfg.grpo.tis_cap
+        for k, (sl, batch) in enumerate(self._micro_batches(rollouts)):
+            ref = scored.ref_logp[k] if scored.ref_logp is not None else None
+            mask = batch.completion_mask.bool()  # (n, T)
+            # backward inside the routing context: gradient checkpointing re-runs the forward there
+            with adapter.routing(gate[sl], keep[sl]):
+                logp = token_logprobs(model, batch, cfg.sampling.temperature)  # (n, T)
+                d = logp.detach() - scored.logp[k]  # (n, T) training minus behaviour log-prob
+                tis = torch.exp(d).clamp(max=cap) if cap else None  # (n, T) truncated importance weight
+                loss, st = grpo_loss(logp, adv[sl], batch.completion_mask, cfg.sampling.max_new_tokens, n_global,
+                                     ref_logp=ref, kl_coef=cfg.grpo.kl_coef, token_weight=tis)
+                loss.backward()
+            if parts is None:
+                continue
+            for key in ("pg_loss", "kl_loss", "kl_sum", "tokens"):
+                parts[key] += st[key]
+            parts["mismatch_sum"] += d[mask].abs().sum().item()
+            parts["mismatch_k3_sum"] += (torch.exp(d[mask]) - d[mask] - 1).sum().item()
+            if tis is not None:
+                parts["tis_weight_sum"] += tis[mask].sum().item()
+                parts["tis_capped"] += (torch.exp(d[mask]) > cap).sum().item()
+
     def pair_activations(self, deployed: bool = False):
         """Pooled (hack, clean) activations of the contrastive pairs under the current adapter (on the
         deployed forward if `deployed`), rendered as the rollouts are."""
@@ -290,31 +317,26 @@ class Trainer:
         model.train(cfg.model.gradient_checkpointing)  # HF checkpoints activations only in train mode
         for p in self.params:
             p.grad = None
-        adv = group_advantages(rewards, cfg.grpo.group_size, cfg.grpo.positive_advantages_only)  # (N,)
+        G, floor = cfg.grpo.group_size, cfg.grpo.positive_advantages_only
+        adv = group_advantages(rewards, G, floor)  # (N,) the quarantine block's and the router's
+        adv_dep = group_advantages(rewards, G, floor, rw.keep) if cfg.grpo.deployed_baseline == "kept" else adv  # (N,)
+        keep = rw.keep * (adv_dep > 0).to(rw.keep.dtype) if cfg.grpo.deployed_positive_only else rw.keep  # (N,)
         n_global = len(rollouts) * self.dist.world_size
         gate = rw.gate.detach().clone().requires_grad_(rw.gate.requires_grad)  # (N,) leaf: router grad collects here
-        keep = rw.keep * (adv > 0).to(rw.keep.dtype) if cfg.grpo.deployed_positive_only else rw.keep  # (N,)
+        # A rollout that trains the deployed block alone (gate 0, no router gradient) takes adv_dep in the
+        # one pass; if any other kept rollout needs adv_dep != adv, a second pass trains the deployed block
+        # alone (quarantine frozen, gate detached) and the first gives it nothing (keep 0).
+        router_rows = ~scored.deployed if rw.gate.requires_grad else torch.zeros_like(scored.deployed)  # (N,)
+        alone = (rw.gate.detach() == 0) & ~router_rows  # (N,)
+        split = bool(((keep > 0) & ~alone & (adv_dep != adv)).any())
+        passes = [(gate, torch.zeros_like(keep), adv), (gate.detach(), keep, adv_dep)] if split else \
+            [(gate, keep, torch.where(alone, adv_dep, adv))]
         parts = dict(pg_loss=0.0, kl_loss=0.0, kl_sum=0.0, tokens=0.0, mismatch_sum=0.0, mismatch_k3_sum=0.0,
                      tis_weight_sum=0.0, tis_capped=0.0)
-        cap = cfg.grpo.tis_cap
-        for k, (sl, batch) in enumerate(self._micro_batches(rollouts)):
-            ref = scored.ref_logp[k] if scored.ref_logp is not None else None
-            mask = batch.completion_mask.bool()  # (n, T)
-            # backward inside the routing context: gradient checkpointing re-runs the forward there
-            with adapter.routing(gate[sl], keep[sl]):
-                logp = token_logprobs(model, batch, cfg.sampling.temperature)  # (n, T)
-                d = logp.detach() - scored.logp[k]  # (n, T) training minus behaviour log-prob
-                tis = torch.exp(d).clamp(max=cap) if cap else None  # (n, T) truncated importance weight
-                loss, st = grpo_loss(logp, adv[sl], batch.completion_mask, cfg.sampling.max_new_tokens, n_global,
-                                     ref_logp=ref, kl_coef=cfg.grpo.kl_coef, token_weight=tis)
-                loss.backward()
-            for key in ("pg_loss", "kl_loss", "kl_sum", "tokens"):
-                parts[key] += st[key]
-            parts["mismatch_sum"] += d[mask].abs().sum().item()
-            parts["mismatch_k3_sum"] += (torch.exp(d[mask]) - d[mask] - 1).sum().item()
-            if tis is not None:
-                parts["tis_weight_sum"] += tis[mask].sum().item()
-                parts["tis_capped"] += (torch.exp(d[mask]) > cap).sum().item()
+        for n, (gate_n, keep_n, adv_n) in enumerate(passes):
+            frozen = adapter.quarantine_parameters() if n else []
+            with _frozen(frozen):
+                self._policy_gradient(rollouts, scored, gate_n, keep_n, adv_n, n_global, None if n else parts)
         if rw.gate.requires_grad and gate.grad is not None:
             rw.gate.backward(gate.grad)
         router_params = self.routing.parameters()
@@ -529,6 +551,19 @@ def _timed(f, *args):
     t = time.perf_counter()
     out = f(*args)
     return out, time.perf_counter() - t
+
+
+@contextlib.contextmanager
+def _frozen(params):
+    """The parameters take no gradient inside the context (requires_grad off, then restored)."""
+    before = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, b in zip(params, before, strict=True):
+            p.requires_grad_(b)
 
 
 def _flat_grads(params) -> torch.Tensor:
