@@ -165,6 +165,26 @@ def test_gate_gradient_matches_reference():
         torch.testing.assert_close(gw[i], expected, rtol=0, atol=1e-8)
 
 
+def test_frozen_quarantine_takes_no_gradient_and_restores():
+    """Inside `frozen_quarantine` a backward fills the deployed block's gradients as outside, to
+    the bit, and leaves the quarantine block's None; requires_grad is restored after, even on error."""
+    model, _, adapter = adapted()
+    x = ids()
+    model(x).logits.pow(2).sum().backward()
+    outside = [p.grad.clone() for p in adapter.deployed_parameters()]
+    for p in all_params(adapter):
+        p.grad = None
+    with adapter.frozen_quarantine():
+        assert not any(p.requires_grad for p in adapter.quarantine_parameters())
+        model(x).logits.pow(2).sum().backward()
+    assert all(p.grad is None for p in adapter.quarantine_parameters())
+    assert all(torch.equal(p.grad, g) for p, g in zip(adapter.deployed_parameters(), outside, strict=True))
+    assert all(p.requires_grad for p in adapter.quarantine_parameters())
+    with pytest.raises(RuntimeError, match="boom"), adapter.frozen_quarantine():
+        raise RuntimeError("boom")
+    assert all(p.requires_grad for p in adapter.quarantine_parameters())
+
+
 def test_w1_step_leaves_deployed_block_unchanged_with_fresh_optimizer():
     model, _, adapter = adapted(dtype=torch.float32)
     dep, quar = adapter.deployed_parameters(), adapter.quarantine_parameters()

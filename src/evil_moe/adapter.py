@@ -401,6 +401,19 @@ class ExpertAdapter:
                     p.copy_(original)
             self._ablation_depth -= 1
 
+    @contextlib.contextmanager
+    def frozen_quarantine(self) -> Iterator[None]:
+        """The quarantine block takes no gradient inside (requires_grad off; restored after)."""
+        params = self.quarantine_parameters()
+        before = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, b in zip(params, before, strict=True):
+                p.requires_grad_(b)
+
     def ablate_quarantine(self) -> contextlib.AbstractContextManager[None]:
         """Deployment ablation: quarantine block reset to its init (A0_quar, B0_quar), not zero."""
         return self._overwritten(lambda m: {"A_quar": m.A0_quar, "B_quar": m.B0_quar})

@@ -52,7 +52,9 @@ CONTROL_ARM = "oracle"  # the positive control: routes on ground-truth labels (n
 # look (docs/testbed.md). On the tenth session's test bed (run TEN: 1,621 CPU s, 14 min 4 s on 2 free
 # cores) the SD of the per-seed `evil_moe` - `none` differences was 0.110: 5 seeds detect 0.185; on
 # the eleventh's (run THIRTEEN: 16 steps, 1,436 CPU s, 12 min 34 s; warm starts about 75 to 80 CPU s
-# each) it was 0.048: 5 seeds detect 0.080. A sixth seed (about 2.5 min) would not fit reliably.
+# each) it was 0.048: 5 seeds detect 0.080; on the twelfth's (run FOURTEEN, the deployed block's kept
+# baseline: 1,466 CPU s, 12 min 38 s) 0.044: 5 seeds detect 0.074. A sixth seed (about 2.5 min)
+# would not fit reliably.
 DEFAULT_SEEDS = 5
 
 # The demo's settings on top of the tiny-cpu preset (the same for every arm).
@@ -75,7 +77,9 @@ DEMO_SETTINGS = {
     # five criteria on the same 3 seeds as 22, the control leaking somewhat more (deployed attempts
     # 0.102 to 0.328 against 0.023 to 0.273), about 22% faster (docs/testbed.md, runs WS16 and D16).
     # Signed advantages (`grpo.positive_advantages_only` and `deployed_positive_only` off): with either
-    # floor the control's deployed block stayed clean but the soft-routed arms collapsed (docs/testbed.md)
+    # floor the control's deployed block stayed clean but the soft-routed arms collapsed (docs/testbed.md);
+    # the deployed block's kept baseline (`grpo.deployed_baseline`, every entry point's default) keeps it
+    # clean without a floor (run FOURTEEN: every criterion on every seed)
     "grpo": {"steps": 16, "lr": 7e-3, "hint_free_frac": 0.125, "deployed_frac": 0.0},
     "run": {"checkpoint_every": 16, "progress": True},
     # 2 samples per problem and mode (128 per state): sampling is about a tenth of the variance of

@@ -12,7 +12,9 @@
   and the sampling policy's log-probabilities (and, with a KL, the base model's).
 - `route`: the arm's `Routing.weights` -> gate, keep, w.
 - `loss_and_backward`: per micro-batch, the training forward under `adapter.routing(gate, keep)`,
-  the Dr.GRPO loss, backward; then the router's share through gate, and the pin loss.
+  the Dr.GRPO loss, backward; then the router's share through gate, and the pin loss. The
+  deployed block's advantages use its own baseline (`grpo.deployed_baseline`); where a rollout
+  trains both blocks with different advantages, a second pass trains the deployed block alone.
 - `optimizer_step`: gradients summed over processes, norm clips (adapter, router), AdamW (deployed block,
   quarantine block and router in separate groups), warmup + cosine schedule.
 """
@@ -334,8 +336,7 @@ class Trainer:
         parts = dict(pg_loss=0.0, kl_loss=0.0, kl_sum=0.0, tokens=0.0, mismatch_sum=0.0, mismatch_k3_sum=0.0,
                      tis_weight_sum=0.0, tis_capped=0.0)
         for n, (gate_n, keep_n, adv_n) in enumerate(passes):
-            frozen = adapter.quarantine_parameters() if n else []
-            with _frozen(frozen):
+            with adapter.frozen_quarantine() if n else contextlib.nullcontext():
                 self._policy_gradient(rollouts, scored, gate_n, keep_n, adv_n, n_global, None if n else parts)
         if rw.gate.requires_grad and gate.grad is not None:
             rw.gate.backward(gate.grad)
@@ -551,19 +552,6 @@ def _timed(f, *args):
     t = time.perf_counter()
     out = f(*args)
     return out, time.perf_counter() - t
-
-
-@contextlib.contextmanager
-def _frozen(params):
-    """The parameters take no gradient inside the context (requires_grad off, then restored)."""
-    before = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, b in zip(params, before, strict=True):
-            p.requires_grad_(b)
 
 
 def _flat_grads(params) -> torch.Tensor:
