@@ -50,6 +50,7 @@ def test_env_settings_reach_the_sandbox_config():
     ("grpo.lr=fast", "grpo.lr"),
     ("run.arm=best", "run.arm"),
     ("env.mode=magic", "env.mode"),
+    ("grpo.deployed_baseline=mean", "grpo.deployed_baseline"),
     ("adapter.target_modules=[1, 2]", "adapter.target_modules[0]"),
     ("grpo=3", "grpo"),
     ("model.dtype=bfloat16", "sampling.merge_adapter"),  # tiny-cpu merges for generation: float32 only

@@ -33,7 +33,11 @@ def test_weighted_baseline_is_the_weighted_group_mean():
     torch.testing.assert_close(group_advantages(rewards, 4, weights=soft)[:4], rewards[:4] - base, atol=1e-6, rtol=0)
     # weights all 1: the group's mean, bit for bit
     assert torch.equal(group_advantages(rewards, 4, weights=torch.ones(8)), group_advantages(rewards, 4))
-    assert torch.equal(group_advantages(rewards, 4, positive_only=True, weights=weights).min(), torch.tensor(0.0))
+    assert (group_advantages(rewards, 4, weights=soft) < 0).any()
+    torch.testing.assert_close(group_advantages(rewards, 4, positive_only=True, weights=soft),
+                               group_advantages(rewards, 4, weights=soft).clamp(min=0.0), atol=0, rtol=0)
+    # equal weights in a group: its plain mean, bit for bit (0.1 * r summed / 0.4 need not be)
+    assert torch.equal(group_advantages(rewards, 4, weights=torch.full((8,), 0.1)), group_advantages(rewards, 4))
     with pytest.raises(ValueError, match="weights must be"):
         group_advantages(rewards, 4, weights=torch.ones(4))
     with pytest.raises(ValueError, match="weights must be"):

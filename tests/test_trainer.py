@@ -226,16 +226,25 @@ def test_gradients_match_one_graph_reference(tmp_path, merge, positive, deployed
     assert any(want[id(p)].abs().sum() > 0 for p in tr.routing.parameters())
 
 
-@pytest.mark.parametrize("arm,passes", [("none", 1), ("oracle", 1), ("route_a", 2)])
-def test_each_block_learns_against_its_own_baseline(tmp_path, monkeypatch, arm, passes):
+@pytest.mark.parametrize("arm,passes,extra", [("none", 1, {}), ("oracle", 1, {}), ("route_a", 2, {}),
+                                              ("placebo", 2, {"tis_cap": 1.5}),
+                                              ("oracle", 1, {"deployed_positive_only": True, "seed": 9}),
+                                              ("route_a", 2, {"deployed_positive_only": True, "seed": 5})])
+def test_each_block_learns_against_its_own_baseline(tmp_path, monkeypatch, arm, passes, extra):
     """With `grpo.deployed_baseline` "kept" (the default), each block's gradient equals the one-graph
     GRPO gradient with its own advantages (deployed block: reward minus the keep-weighted group
     mean; quarantine block: minus the group's mean), to 1e-6: for `none` (keep 1: both baselines
-    are the group's), for the hard-routed oracle (each rollout trains one block: one pass) and for
-    route_a (rollouts that train both blocks: two passes)."""
+    are the group's), for the hard-routed oracle (each rollout trains one block: one pass), for
+    route_a and the placebo (rollouts that train both blocks: two passes; the placebo with
+    truncated importance weights), and with `grpo.deployed_positive_only` (keep 0 where the
+    *deployed* advantage is not positive). The logged surrogate is the group advantages' in
+    every case."""
     import evil_moe.trainer as trainer_mod
 
-    cfg = tiny_cfg(tmp_path, arm=arm, micro_batch_size=3, kl_coef=0.1)
+    extra = dict(extra)
+    seed = extra.pop("seed", None)  # seeds 9 and 5: a kept rollout whose two advantages differ in sign
+    cfg = tiny_cfg(tmp_path, arm=arm, micro_batch_size=3, kl_coef=0.1, **extra)
+    cfg = cfg if seed is None else from_dict({"run": {"seed": seed}}, cfg)
     assert cfg.grpo.deployed_baseline == "kept"
     tr = make_trainer(cfg)
     with torch.no_grad():
@@ -250,7 +259,7 @@ def test_each_block_learns_against_its_own_baseline(tmp_path, monkeypatch, arm, 
     calls = []
     real = trainer_mod.token_logprobs
     monkeypatch.setattr(trainer_mod, "token_logprobs", lambda *a, **k: calls.append(1) or real(*a, **k))
-    tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
+    logged = tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
     monkeypatch.undo()
     assert len(calls) == passes * 3  # 8 rollouts in micro-batches of 3
     got = {id(p): p.grad.clone() for p in tr.params}
@@ -258,27 +267,41 @@ def test_each_block_learns_against_its_own_baseline(tmp_path, monkeypatch, arm, 
     batch = collate(sr.rollouts, policy.tokenizer.pad_token_id)
     with torch.no_grad(), policy.adapter.disabled():
         ref = token_logprobs(policy.model, batch, 1.0)
+    with torch.no_grad():  # each rollout's sampling forward: both experts, or the deployed policy's
+        on = token_logprobs(policy.model, batch, 1.0)
+        with policy.adapter.ablate_quarantine():
+            off = token_logprobs(policy.model, batch, 1.0)
+    behaviour = torch.where(torch.tensor([r.deployed for r in sr.rollouts])[:, None], off, on)  # (N, T)
     r, k = rewards.view(-1, 4), rw.keep.view(-1, 4)  # (P, G)
     adv = (r - r.mean(1, keepdim=True)).flatten()  # (N,)
-    adv_dep = (r - (k * r).sum(1, keepdim=True) / k.sum(1, keepdim=True)).flatten()  # (N,)
+    kept = k.sum(1, keepdim=True)  # (P, 1); a group the deployed block gets nothing from: advantage 0
+    adv_dep = torch.where(kept > 0, r - (k * r).sum(1, keepdim=True) / kept, 0.0).flatten()  # (N,)
     if arm == "none":
         assert torch.equal(rw.keep, torch.ones(8)) and torch.allclose(adv_dep, adv)
     else:
         assert ((rw.keep > 0) & ((adv_dep - adv).abs() > 1e-3)).any()  # the baselines differ where it counts
     if arm == "oracle":  # both kinds of rollout in the batch, each training one block
         assert (rw.gate == 1).any() and (rw.keep == 1).any() and torch.equal(rw.gate * rw.keep, torch.zeros(8))
-    if arm == "route_a":
+    if arm in ("route_a", "placebo"):
         assert ((rw.gate > 0) & (rw.keep > 0)).any()
-    want = {}
+    keep = rw.keep
+    if extra.get("deployed_positive_only"):
+        assert ((keep > 0) & ((adv_dep > 0) != (adv > 0))).any()  # the two masks differ on a kept rollout
+        keep = rw.keep * (adv_dep > 0)
+    want, pg = {}, []
     for block_adv, params in ((adv, policy.adapter.quarantine_parameters()),
                               (adv_dep, policy.adapter.deployed_parameters())):
         for p in tr.params:
             p.grad = None
-        with policy.adapter.routing(rw.gate.detach(), rw.keep):
+        with policy.adapter.routing(rw.gate.detach(), keep):
             logp = token_logprobs(policy.model, batch, 1.0)
-        loss, _ = grpo_loss(logp, block_adv, batch.completion_mask, 8, len(sr.rollouts), ref, 0.1)
+        cap = extra.get("tis_cap")
+        tis = torch.exp(logp.detach() - behaviour).clamp(max=cap) if cap else None  # (N, T)
+        loss, st = grpo_loss(logp, block_adv, batch.completion_mask, 8, len(sr.rollouts), ref, 0.1, token_weight=tis)
         loss.backward()
+        pg.append(st["pg_loss"])
         want.update({id(p): p.grad.clone() for p in params})
+    assert logged["pg_loss"] == pytest.approx(pg[0], abs=1e-7)
     assert len(want) == len(got)
     for p in tr.params:
         torch.testing.assert_close(got[id(p)], want[id(p)], atol=1e-6, rtol=0)
@@ -428,8 +451,13 @@ def test_router_gradient_never_shrinks_the_adapter_update(tmp_path):
     assert adapter_norm == pytest.approx(expected, rel=1e-6) and tr.router_grad_norm > 1e6
 
 
-def test_gradient_checkpointing_gives_the_same_routed_gradients(tmp_path):
-    """The backward runs inside the routing context, so checkpointing's recomputed forward is routed."""
+def test_gradient_checkpointing_gives_the_same_routed_gradients(tmp_path, monkeypatch):
+    """The backward runs inside the routing context, so checkpointing's recomputed forward is routed;
+    also in the deployed block's second pass (the kept baseline on a soft-routed arm: two passes)."""
+    import evil_moe.trainer as trainer_mod
+
+    real, calls = trainer_mod.token_logprobs, []
+    monkeypatch.setattr(trainer_mod, "token_logprobs", lambda *a, **k: calls.append(1) or real(*a, **k))
     grads = []
     for ckpt in (False, True):
         cfg = from_dict({"model": {"gradient_checkpointing": ckpt}}, tiny_cfg(tmp_path / str(ckpt), arm="evil_moe"))
@@ -440,7 +468,9 @@ def test_gradient_checkpointing_gives_the_same_routed_gradients(tmp_path):
         rewards = torch.tensor([float(g.reward) for g in tr.grade(sr)])
         scored = tr.score(sr.rollouts)
         rw = tr.route(scored, rewards, None)
+        calls.clear()
         tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
+        assert len(calls) == 2 * 2  # two passes over 8 rollouts in micro-batches of 4
         grads.append([p.grad.clone() for p in tr.params])
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

@@ -20,7 +20,8 @@ def group_advantages(rewards: Tensor, group_size: int, positive_only: bool = Fal
     The baseline is the group's mean reward, or with `weights` (N,) >= 0 the weighted mean
     sum(w r) / sum(w) over the group (the deployed block's baseline under `grpo.deployed_baseline`
     "kept": the mean over the rollouts it learns from, in the shares it learns from them); a group
-    whose weights are all 0 gets advantage 0. `positive_only` floors the advantages at 0: rollouts
+    whose weights are all equal and positive takes the plain mean (the same advantages bit for bit
+    as without weights), one whose weights are all 0 gets advantage 0. `positive_only` floors the advantages at 0: rollouts
     above the baseline are reinforced as before, the others get 0 instead of a negative advantage,
     so no rollout is pushed down and nothing is learned by elimination (`grpo.positive_advantages_only`)."""
     if rewards.dim() != 1 or rewards.numel() % group_size != 0:
@@ -36,6 +37,7 @@ def group_advantages(rewards: Tensor, group_size: int, positive_only: bool = Fal
         wg = weights.detach().reshape(-1, group_size).to(grouped.dtype)  # (P, G)
         total = wg.sum(dim=1, keepdim=True)  # (P, 1)
         baseline = (wg * grouped).sum(dim=1, keepdim=True) / total.clamp(min=torch.finfo(grouped.dtype).tiny)
+        baseline = torch.where((wg == wg[:, :1]).all(dim=1, keepdim=True), grouped.mean(dim=1, keepdim=True), baseline)
         adv = torch.where(total > 0, grouped - baseline, torch.zeros_like(grouped))  # (P, G)
     adv = adv.reshape(-1)  # (N,)
     return adv.clamp(min=0.0) if positive_only else adv

@@ -277,9 +277,11 @@ class Trainer:
         return RoutingWeights(gate=gate, keep=rw.keep, w=rw.w)
 
     def _policy_gradient(self, rollouts: list[Rollout], scored: Scored, gate: torch.Tensor, keep: torch.Tensor,
-                         adv: torch.Tensor, n_global: int, parts: dict[str, float] | None) -> None:
+                         adv: torch.Tensor, n_global: int, parts: dict[str, float] | None,
+                         adv_logged: torch.Tensor) -> None:
         """One pass of the GRPO loss's backward over the micro-batches, under `routing(gate, keep)`, with
-        advantages `adv` (N,); adds the loss's parts to `parts` (None: a second pass, not logged)."""
+        advantages `adv` (N,); adds to `parts` (None: a second pass, not logged) the loss's parts as
+        they are with advantages `adv_logged` (the group's), so a step's log does not depend on its passes."""
         cfg, adapter, model = self.cfg, self.policy.adapter, self.policy.model
         cap = cfg.grpo.tis_cap
         for k, (sl, batch) in enumerate(self._micro_batches(rollouts)):
@@ -295,6 +297,9 @@ class Trainer:
                 loss.backward()
             if parts is None:
                 continue
+            if not torch.equal(adv_logged, adv):
+                _, st = grpo_loss(logp.detach(), adv_logged[sl], batch.completion_mask, cfg.sampling.max_new_tokens,
+                                  n_global, ref_logp=ref, kl_coef=cfg.grpo.kl_coef, token_weight=tis)
             for key in ("pg_loss", "kl_loss", "kl_sum", "tokens"):
                 parts[key] += st[key]
             parts["mismatch_sum"] += d[mask].abs().sum().item()
@@ -337,7 +342,7 @@ class Trainer:
                      tis_weight_sum=0.0, tis_capped=0.0)
         for n, (gate_n, keep_n, adv_n) in enumerate(passes):
             with adapter.frozen_quarantine() if n else contextlib.nullcontext():
-                self._policy_gradient(rollouts, scored, gate_n, keep_n, adv_n, n_global, None if n else parts)
+                self._policy_gradient(rollouts, scored, gate_n, keep_n, adv_n, n_global, None if n else parts, adv)
         if rw.gate.requires_grad and gate.grad is not None:
             rw.gate.backward(gate.grad)
         router_params = self.routing.parameters()
