@@ -158,7 +158,7 @@ class GRPOConfig:
                                 "every arm (`none`, keep 1, is unchanged); a soft-routed arm's backward runs twice "
                                 "(docs/training.md).")
     deployed_positive_only: bool = _f(False, "The deployed block learns only from rollouts with a positive "
-                                      "advantage, every arm: its per-rollout gradient scale `keep` is 0 elsewhere "
+                                      "deployed advantage (its own baseline, `deployed_baseline`), every arm: its per-rollout gradient scale `keep` is 0 elsewhere "
                                       "(so no KL gradient there either, and a deployed-policy rollout with a "
                                       "non-positive advantage trains nothing); the quarantine block and the router "
                                       "as before; rollouts.jsonl logs the arm's keep, before this mask. The block "

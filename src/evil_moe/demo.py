@@ -68,11 +68,12 @@ DEMO_SETTINGS = {
     # hint_free_frac 0.125 (one prompt of 8 per step): with 0.5, `none` reached only 0.77 attempts in
     # 22 steps, with 0.25 0.84 and 0.90 on two warm starts and 0.875 and 0.895 at 0.125, whose
     # deployed rate rose from 0.594 to 0.836 on the first (docs/testbed.md, run R1)
-    # deployed_frac 0 (the default 0.25 is the predecessor's): the deployed policy's own samples share
-    # their group's baseline with the as-trained samples that the loophole pays, so their clean answers
-    # get negative advantages and the deployed block learns the loophole by elimination, whatever the
-    # routing; on the same 5 warm starts the positive control's deployed attempt rate was 0.000 to 0.430
-    # with 0.25 and 0.000 to 0.227 with 0, hacking under `none` as strong (docs/testbed.md, runs Q1, DF0)
+    # deployed_frac 0 (the default 0.25 is the predecessor's): with the group's mean as baseline the
+    # deployed policy's own clean samples, paid less than the loophole takers, taught the deployed block
+    # the loophole by elimination (the control at 0.000 to 0.430 with 0.25, 0.000 to 0.227 with 0: runs
+    # Q1, DF0); with the kept baseline 0.25 no longer leaks (the control at 0.078 to 0.164, run DF25K;
+    # 0.133 to 0.805 with the group's mean, DF25G), but hacking emerged more slowly (`none` missed N on
+    # one seed of 5), so the demo keeps 0
     # 16 steps: training attempts pass 0.9 by step 6 to 9; on the same 5 warm starts 16 steps met all
     # five criteria on the same 3 seeds as 22, the control leaking somewhat more (deployed attempts
     # 0.102 to 0.328 against 0.023 to 0.273), about 22% faster (docs/testbed.md, runs WS16 and D16).

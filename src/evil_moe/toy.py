@@ -361,8 +361,9 @@ WARM_START = {"steps": 600, "lr": 5e-3, "batch_size": 32}
 # demonstrations, so a clean answer to a hard problem can sometimes win its group (solve pressure
 # that survives hacking; at 0.8 GRPO learned to fix the bug instead of hacking, runs F to L). On its
 # own 5 warm starts (W 0.078 to 0.164) all five criteria held on 4 seeds, against 3 with 1.0 on
-# theirs; seed 4's control still leaked (0.305), and the control's solve rose (0.461 to 0.562)
-# (docs/testbed.md, run HW95)
+# theirs; seed 4's control still leaked (0.305; gone with the deployed block's kept baseline, run
+# FOURTEEN), and the control's solve rose (0.461 to 0.562) (docs/testbed.md, run HW95); at 0.9 the
+# control leaked on 3 of 5 new warm starts (run HW90)
 TEACHER = {"per_problem": 32, "run_tests_share": 0.5, "hack_rate": 0.16, "hard_wrong_rate": 0.95}
 # The warm start's calibration (`calibrate_warm_start`), on by default as a measurement only (target
 # 0: the hinted hard training attempt rate is measured and recorded in prepared.json and the demo's
