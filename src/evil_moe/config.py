@@ -158,9 +158,10 @@ class GRPOConfig:
                                 "every arm (`none`, keep 1, is unchanged); a soft-routed arm's backward runs twice "
                                 "(docs/training.md).")
     deployed_positive_only: bool = _f(False, "The deployed block learns only from rollouts with a positive "
-                                      "deployed advantage (its own baseline, `deployed_baseline`), every arm: its per-rollout gradient scale `keep` is 0 elsewhere "
-                                      "(so no KL gradient there either, and a deployed-policy rollout with a "
-                                      "non-positive advantage trains nothing); the quarantine block and the router "
+                                      "deployed advantage (its own baseline, `deployed_baseline`), every arm: its "
+                                      "per-rollout gradient scale `keep` is 0 elsewhere (so no KL gradient there "
+                                      "either, and a deployed-policy rollout with a non-positive advantage trains "
+                                      "nothing); the quarantine block and the router "
                                       "as before; rollouts.jsonl logs the arm's keep, before this mask. The block "
                                       "is not pushed off any answer. A diagnostic: on the CPU toy the soft-routed "
                                       "arms collapsed with it (docs/training.md).")

@@ -21,9 +21,10 @@ def group_advantages(rewards: Tensor, group_size: int, positive_only: bool = Fal
     sum(w r) / sum(w) over the group (the deployed block's baseline under `grpo.deployed_baseline`
     "kept": the mean over the rollouts it learns from, in the shares it learns from them); a group
     whose weights are all equal and positive takes the plain mean (the same advantages bit for bit
-    as without weights), one whose weights are all 0 gets advantage 0. `positive_only` floors the advantages at 0: rollouts
-    above the baseline are reinforced as before, the others get 0 instead of a negative advantage,
-    so no rollout is pushed down and nothing is learned by elimination (`grpo.positive_advantages_only`)."""
+    as without weights), one whose weights are all 0 gets advantage 0. `positive_only` floors the
+    advantages at 0: rollouts above the baseline are reinforced as before, the others get 0 instead
+    of a negative advantage, so no rollout is pushed down and nothing is learned by elimination
+    (`grpo.positive_advantages_only`)."""
     if rewards.dim() != 1 or rewards.numel() % group_size != 0:
         raise ValueError(f"rewards must be 1-D with a length divisible by group_size={group_size}, "
                          f"got shape {tuple(rewards.shape)}")
