@@ -153,6 +153,30 @@ def test_oracle_arms_do_read_labels(tmp_path, arm):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
+def routed_step(cfg):
+    """A trainer off its init (B_dep + 0.05, B_quar - 0.05, so a merge changes the weights) and one
+    step's sample, rewards, scores and routing: (trainer, sampled, rewards, scored, routing weights)."""
+    tr = make_trainer(cfg)
+    with torch.no_grad():
+        for layer in tr.policy.adapter.layers.values():
+            layer.B_dep.add_(0.05)
+            layer.B_quar.sub_(0.05)
+    sr = tr.sample()
+    grades = tr.grade(sr)
+    rewards = torch.tensor([g.reward for g in grades])
+    scored = tr.score(sr.rollouts)
+    return tr, sr, rewards, scored, tr.route(scored, rewards, grades)
+
+
+def count_training_forwards(monkeypatch) -> list:
+    """A list that gains one item per `token_logprobs` call the trainer makes (one per micro-batch and pass)."""
+    import evil_moe.trainer as trainer_mod
+
+    real, calls = trainer_mod.token_logprobs, []
+    monkeypatch.setattr(trainer_mod, "token_logprobs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
 @pytest.mark.parametrize("merge,positive,deployed_positive,baseline",
                          [(False, False, False, "group"), (True, False, False, "group"),
                           (False, True, False, "group"), (False, False, True, "group"),
@@ -170,16 +194,7 @@ def test_gradients_match_one_graph_reference(tmp_path, merge, positive, deployed
     cfg = tiny_cfg(tmp_path, micro_batch_size=3, kl_coef=0.1, positive_advantages_only=positive,
                    deployed_positive_only=deployed_positive, deployed_baseline=baseline)
     cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, merge_adapter=merge))
-    tr = make_trainer(cfg)
-    with torch.no_grad():  # away from the init, so that a merge changes the weights
-        for layer in tr.policy.adapter.layers.values():
-            layer.B_dep.add_(0.05)
-            layer.B_quar.sub_(0.05)
-    sr = tr.sample()
-    grades = tr.grade(sr)
-    rewards = torch.tensor([g.reward for g in grades])
-    scored = tr.score(sr.rollouts)
-    rw = tr.route(scored, rewards, grades)
+    tr, sr, rewards, scored, rw = routed_step(cfg)
     tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
     got = {id(p): p.grad.clone() for p in tr.params}
     # reference: one batch, one graph; the deployed policy's samples (the last of each group) are
@@ -239,26 +254,13 @@ def test_each_block_learns_against_its_own_baseline(tmp_path, monkeypatch, arm, 
     truncated importance weights), and with `grpo.deployed_positive_only` (keep 0 where the
     *deployed* advantage is not positive). The logged surrogate is the group advantages' in
     every case."""
-    import evil_moe.trainer as trainer_mod
-
     extra = dict(extra)
     seed = extra.pop("seed", None)  # seeds 9 and 5: a kept rollout whose two advantages differ in sign
     cfg = tiny_cfg(tmp_path, arm=arm, micro_batch_size=3, kl_coef=0.1, **extra)
     cfg = cfg if seed is None else from_dict({"run": {"seed": seed}}, cfg)
     assert cfg.grpo.deployed_baseline == "kept"
-    tr = make_trainer(cfg)
-    with torch.no_grad():
-        for layer in tr.policy.adapter.layers.values():
-            layer.B_dep.add_(0.05)
-            layer.B_quar.sub_(0.05)
-    sr = tr.sample()
-    grades = tr.grade(sr)
-    rewards = torch.tensor([g.reward for g in grades])
-    scored = tr.score(sr.rollouts)
-    rw = tr.route(scored, rewards, grades)
-    calls = []
-    real = trainer_mod.token_logprobs
-    monkeypatch.setattr(trainer_mod, "token_logprobs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    tr, sr, rewards, scored, rw = routed_step(cfg)
+    calls = count_training_forwards(monkeypatch)
     logged = tr.loss_and_backward(sr.rollouts, rewards, rw, scored)
     monkeypatch.undo()
     assert len(calls) == passes * 3  # 8 rollouts in micro-batches of 3
@@ -454,10 +456,7 @@ def test_router_gradient_never_shrinks_the_adapter_update(tmp_path):
 def test_gradient_checkpointing_gives_the_same_routed_gradients(tmp_path, monkeypatch):
     """The backward runs inside the routing context, so checkpointing's recomputed forward is routed;
     also in the deployed block's second pass (the kept baseline on a soft-routed arm: two passes)."""
-    import evil_moe.trainer as trainer_mod
-
-    real, calls = trainer_mod.token_logprobs, []
-    monkeypatch.setattr(trainer_mod, "token_logprobs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = count_training_forwards(monkeypatch)
     grads = []
     for ckpt in (False, True):
         cfg = from_dict({"model": {"gradient_checkpointing": ckpt}}, tiny_cfg(tmp_path / str(ckpt), arm="evil_moe"))
